@@ -1,0 +1,176 @@
+"""One typed settings tree: defaults, then a TOML file, then environment variables.
+
+Environment overrides use ``VOICEBOT_<SECTION>__<KEY>`` (e.g.
+``VOICEBOT_ASR__BEAM_SIZE=1``), plus ``VOICEBOT_MODELS_DIR`` as a shorthand
+for ``models.dir``. Settings are passed explicitly to whoever needs them;
+nothing here is a global.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_models_dir() -> Path:
+    return Path(os.environ.get("VOICEBOT_MODELS_DIR", REPO_ROOT / "models" / "store"))
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    dir: Path = field(default_factory=default_models_dir)
+    registry: Path = REPO_ROOT / "models" / "registry.toml"
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    # A registry name ("whisper-base") or a path to any CTranslate2 Whisper directory.
+    model: str = "whisper-base"
+    backend: str = "ctranslate2"  # ctranslate2 | torch | auto
+    device: str = "cpu"  # cpu | cuda | auto
+    compute_type: str = "int8"  # int8 on CPU, float16 on CUDA
+    cpu_threads: int = 2
+    language: str = "de"
+    beam_size: int = 1
+    final_beam_size: int = 5
+    # Whisper pads every call to 30 s; short windows are the main latency lever.
+    chunk_length: int = 10
+    initial_prompt: str = (
+        "Kundenservice-Telefonat auf Deutsch: Kundennummer, Rechnung, Bestellung, Kündigung, "
+        "Reklamation, Termin, Panne, Schaden, Router, Mitarbeiter."
+    )
+    hotwords: str = ""
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    partial_interval_ms: int = 400
+    min_partial_audio_ms: int = 600
+
+
+@dataclass(frozen=True)
+class VadSettings:
+    detector: str = "silero"  # silero | webrtc
+    threshold: float = 0.5
+    webrtc_aggressiveness: int = 2
+    pre_roll_ms: int = 300
+    min_speech_ms: int = 200
+    end_silence_ms: int = 600
+    max_turn_s: float = 20.0
+    energy_floor_dbfs: float = -50.0
+
+
+@dataclass(frozen=True)
+class TtsSettings:
+    voice: str = "pico-de"  # a registry name (pico-de, piper-joe-en) or a path to a piper .onnx voice
+    piper_volume: float = 0.8
+    length_scale: float = 1.0
+    frame_ms: int = 20
+    backchannel_max_ms: int = 600  # caller speech shorter than this during playback is a backchannel
+
+
+@dataclass(frozen=True)
+class NluSettings:
+    encoder: str = "e5-small"  # a registry name or a path to a Hugging Face encoder checkpoint
+    intent_model: str = "intent-e5"  # trained artefact dir under models.dir, or a path
+    fallback: str = "intent-ngram"
+
+
+@dataclass(frozen=True)
+class DialogSettings:
+    domain: Path = REPO_ROOT / "pipelines" / "default"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: Path = REPO_ROOT / "var" / "calls.sqlite3"
+    redact_pii: bool = True
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # Comma-separated agent tokens; empty means "generate one at start and print it".
+    agent_tokens: str = ""
+    max_frame_bytes: int = 64000
+    max_calls: int = 64
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: ModelSettings = field(default_factory=ModelSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    nlu: NluSettings = field(default_factory=NluSettings)
+    dialog: DialogSettings = field(default_factory=DialogSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+
+class SettingsError(ValueError):
+    """A config file or environment variable names an unknown key or a bad value."""
+
+
+def _coerce(value: Any, target: Any, where: str) -> Any:
+    try:
+        if target is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(value)
+        if target is Path:
+            return Path(value).expanduser()
+        if target in (int, float, str):
+            return target(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{where}: cannot read {value!r} as {target.__name__}") from exc
+    return value
+
+
+def _apply(section: Any, values: Mapping[str, Any], where: str) -> Any:
+    hints = get_type_hints(type(section))
+    known = {f.name for f in fields(section)}
+    updates: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise SettingsError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
+        current = getattr(section, key)
+        if is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise SettingsError(f"{where}.{key}: expected a table")
+            updates[key] = _apply(current, value, f"{where}.{key}")
+        else:
+            updates[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return replace(section, **updates)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    tree: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith("VOICEBOT_") or "__" not in name:
+            continue
+        section, _, key = name[len("VOICEBOT_") :].partition("__")
+        tree.setdefault(section.lower(), {})[key.lower()] = value
+    return tree
+
+
+def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings tree from defaults, an optional TOML file and the environment."""
+    settings = Settings()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise SettingsError(f"config file not found: {path}")
+        with path.open("rb") as fh:
+            try:
+                data = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"{path}: invalid TOML: {exc}") from exc
+        settings = _apply(settings, data, str(path))
+    env = os.environ if environ is None else environ
+    settings = _apply(settings, _env_overrides(env), "environment")
+    return settings

@@ -1,0 +1,51 @@
+"""The German default voice: SVOX Pico through py-nanotts (16 kHz)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from voicebot.config import ModelSettings, TtsSettings
+from voicebot.models.registry import resolve_model_dir
+from voicebot.tts.base import SynthesizedAudio
+from voicebot.tts.lexicon import respell
+
+PICO_FILES = ("de-DE_ta.bin", "de-DE_gl0_sg.bin")
+
+
+class PicoSynthesizer:
+    """SVOX Pico, German. Holds the GIL for a whole call, so callers keep inputs to one sentence."""
+
+    name = "pico-de"
+    sample_rate = 16000
+
+    def __init__(self, settings: TtsSettings, models: ModelSettings, reference: str = "pico-de") -> None:
+        self.settings = settings
+        self.models = models
+        self.reference = reference
+        self.lingware: Path | None = None
+        self._speak = None
+        # The Pico engine keeps global state in C; one synthesis at a time.
+        self._lock = threading.Lock()
+
+    def load(self) -> "PicoSynthesizer":
+        from py_nanotts._nanotts import speak
+
+        self.lingware = resolve_model_dir(self.reference, self.models, PICO_FILES)
+        self._speak = speak
+        return self
+
+    def synthesize(self, text: str) -> SynthesizedAudio:
+        if self._speak is None or self.lingware is None:
+            raise RuntimeError("PicoSynthesizer.load() has not been called")
+        text = respell(text).strip()
+        if not text:
+            return SynthesizedAudio(np.zeros(0, dtype=np.int16), self.sample_rate)
+        speed = 1.0 / max(0.5, self.settings.length_scale)
+        with self._lock:
+            raw = self._speak(
+                text=text, voice="de-DE", speed=speed, pitch=None, volume=None, lingware_path=str(self.lingware)
+            )
+        return SynthesizedAudio(np.frombuffer(raw, dtype="<i2").astype(np.int16), self.sample_rate)
