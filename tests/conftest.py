@@ -1,0 +1,60 @@
+"""Shared fixtures: settings, the shared real German speech, and real engines loaded once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from voicebot.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH_DIR = REPO.parent / "shared" / "data" / "speech-de"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def speech_dir() -> Path:
+    if not (SPEECH_DIR / "manifest.jsonl").is_file():
+        pytest.skip(f"shared German speech not found at {SPEECH_DIR}")
+    return SPEECH_DIR
+
+
+@pytest.fixture(scope="session")
+def speech_manifest(speech_dir: Path) -> list[dict]:
+    with (speech_dir / "manifest.jsonl").open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _require_model(settings: Settings, name: str) -> None:
+    if not (settings.models.dir / name).is_dir():
+        pytest.skip(f"model {name} not provisioned in {settings.models.dir}: run `voicebot models pull`")
+
+
+@pytest.fixture(scope="session")
+def transcriber(settings: Settings):
+    from voicebot.asr.transcriber import Transcriber
+
+    _require_model(settings, "whisper-base")
+    return Transcriber(settings.asr, settings.models).load()
+
+
+@pytest.fixture(scope="session")
+def pico(settings: Settings):
+    from voicebot.tts import make_synthesizer
+
+    _require_model(settings, "pico-de")
+    return make_synthesizer(settings.tts, settings.models, "pico-de").load()
+
+
+@pytest.fixture(scope="session")
+def encoder(settings: Settings):
+    from voicebot.nlu.encoder import TextEncoder
+
+    _require_model(settings, "e5-small")
+    return TextEncoder(settings.nlu, settings.models).load()

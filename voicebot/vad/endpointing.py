@@ -1,0 +1,381 @@
+"""Endpointing: where a caller's turn starts and ends.
+
+``Endpointer`` is fed ``AudioFrame``s at the ASR rate (16 kHz), cuts them into
+the detector's frame size and runs a small state machine over the per-frame
+speech probabilities:
+
+* **idle** – frames go into a pre-roll ring (the quiet onset of the first
+  word is often below the detector's threshold; Whisper needs it).
+* **candidate** – speech was seen, but less than ``min_speech_ms`` of it. A
+  cough or a click ends here and is discarded without any event.
+* **speech** – ``SpeechStarted(t)`` was emitted (``t`` = speech onset). The turn
+  ends with ``SpeechEnded`` after ``end_silence_ms`` without speech (``t`` =
+  where speech stopped), or is forced to end after ``max_turn_s``.
+
+Frames whose RMS level is below ``energy_floor_dbfs`` never count as speech:
+the cheapest hallucination guard there is (line hiss, comfort noise).
+
+Pure and synchronous: no clocks, no threads, no randomness. The same audio
+gives the same events, wherever it is cut into frames.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from voicebot.audio.errors import AudioFormatError
+from voicebot.frames import AudioFrame, SpeechEnded, SpeechStarted
+
+if TYPE_CHECKING:
+    from voicebot.vad.silero import SileroVadModel
+
+EndpointEvent = SpeechStarted | SpeechEnded
+
+DETECTORS = ("silero", "webrtc")
+# Gaps tolerated inside a not-yet-confirmed turn: unvoiced consonants and
+# stops make detectors flicker for a frame or two at the start of a word.
+CANDIDATE_GAP_MS = 100
+
+
+class VoiceActivityDetector(Protocol):
+    """A per-call detector of speech in fixed-size frames (state kept between frames)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def frame_ms(self) -> float: ...
+
+    @property
+    def frame_samples(self) -> int: ...
+
+    def is_speech(self, frame_pcm: np.ndarray) -> float:
+        """Probability in [0, 1] that the frame (exactly ``frame_samples`` int16) holds speech."""
+        ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EndpointerSettings:
+    """How turns are cut. Field names follow ``voicebot.config.VadSettings``."""
+
+    detector: str = "silero"  # silero | webrtc
+    threshold: float = 0.5  # probability at which a frame is speech
+    neg_threshold: float | None = None  # inside a turn, below this is silence; default threshold - 0.15
+    webrtc_aggressiveness: int = 2
+    webrtc_frame_ms: int = 30
+    pre_roll_ms: int = 300  # audio kept before the speech onset
+    post_roll_ms: int = 200  # audio kept after the last speech frame
+    min_speech_ms: int = 200  # shorter bursts are not a turn
+    end_silence_ms: int = 600  # silence that ends a turn
+    max_turn_s: float = 20.0  # a turn is forced to end after this long
+    energy_floor_dbfs: float | None = -50.0  # None disables the energy gate
+    sample_rate: int = 16000
+    # Silero v6 is far less sure of telephone-band speech (300-3400 Hz): on the
+    # speech-de clips through channel.py its probabilities sit around 0.3-0.6 and
+    # onsets come late at 0.5, while music and noise stay under 0.35. See
+    # for_caller_rate().
+    narrowband_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"unknown VAD detector {self.detector!r}; use one of {', '.join(DETECTORS)}")
+        for name in ("threshold", "narrowband_threshold"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"VAD {name} must be in (0, 1], got {getattr(self, name)}")
+        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold <= self.threshold:
+            raise ValueError(f"VAD neg_threshold must be in [0, threshold], got {self.neg_threshold}")
+        for name in ("pre_roll_ms", "post_roll_ms", "min_speech_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.end_silence_ms <= 0:
+            raise ValueError(f"end_silence_ms must be positive, got {self.end_silence_ms}")
+        if self.max_turn_s <= 0:
+            raise ValueError(f"max_turn_s must be positive, got {self.max_turn_s}")
+
+    @property
+    def effective_neg_threshold(self) -> float:
+        if self.neg_threshold is not None:
+            return self.neg_threshold
+        # Hysteresis as in Silero's own get_speech_timestamps.
+        return max(self.threshold - 0.15, 0.01)
+
+    def for_caller_rate(self, caller_rate: int) -> EndpointerSettings:
+        """The settings to use for a caller whose audio arrives at ``caller_rate`` Hz.
+
+        Narrowband callers (8 kHz, i.e. telephone gateways) get the Silero
+        ``narrowband_threshold``; everything else is unchanged.
+        """
+        if self.detector != "silero" or caller_rate > 8000 or self.narrowband_threshold >= self.threshold:
+            return self
+        neg = None if self.neg_threshold is None else min(self.neg_threshold, self.narrowband_threshold)
+        return replace(self, threshold=self.narrowband_threshold, neg_threshold=neg)
+
+
+def build_detector(settings: EndpointerSettings, silero_model: SileroVadModel | None = None) -> VoiceActivityDetector:
+    """A fresh per-call detector for ``settings.detector``.
+
+    Pass the process-wide, loaded ``SileroVadModel`` as ``silero_model`` so all
+    calls share one ONNX session; without it one is loaded from the default path.
+    """
+    if settings.detector == "webrtc":
+        from voicebot.vad.webrtc import WebRtcVad
+
+        return WebRtcVad(settings.webrtc_aggressiveness, settings.sample_rate, settings.webrtc_frame_ms)
+    from voicebot.vad.silero import SileroVad, SileroVadModel
+
+    if silero_model is None:
+        silero_model = SileroVadModel().load()
+    if not isinstance(silero_model, SileroVadModel):
+        raise TypeError(f"silero_model must be a SileroVadModel, got {type(silero_model).__name__}")
+    return SileroVad(silero_model)
+
+
+def rms_dbfs(pcm: np.ndarray) -> float:
+    """RMS level of int16 PCM in dB relative to full scale (-inf-safe: silence is about -200)."""
+    x = pcm.astype(np.float64)
+    return float(10.0 * np.log10(np.mean(x * x) / (32768.0 * 32768.0) + 1e-20))
+
+
+class _State(enum.Enum):
+    IDLE = "idle"
+    CANDIDATE = "candidate"
+    SPEECH = "speech"
+
+
+class _GrowingBuffer:
+    """int16 samples appended in O(1) amortized time (partial decodes read it often)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.zeros(max(capacity, 1024), dtype=np.int16)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, pcm: np.ndarray) -> None:
+        need = self._n + len(pcm)
+        if need > len(self._data):
+            grown = np.zeros(max(need, 2 * len(self._data)), dtype=np.int16)
+            grown[: self._n] = self._data[: self._n]
+            self._data = grown
+        self._data[self._n : need] = pcm
+        self._n = need
+
+    def view(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self._n if stop is None else min(stop, self._n)
+        return self._data[start:stop]
+
+
+class Endpointer:
+    """Turns a 16 kHz ``AudioFrame`` stream into ``SpeechStarted`` / ``SpeechEnded`` events.
+
+    One instance per call, with its own detector (``build_detector``). Stream
+    times come from the first frame's ``t`` plus the samples seen since; frames
+    are assumed contiguous.
+    """
+
+    def __init__(self, settings: EndpointerSettings, detector: VoiceActivityDetector) -> None:
+        if detector.sample_rate != settings.sample_rate:
+            raise ValueError(
+                f"detector runs at {detector.sample_rate} Hz but the endpointer at {settings.sample_rate} Hz"
+            )
+        self.settings = settings
+        self.detector = detector
+        self._rate = settings.sample_rate
+        self._frame = detector.frame_samples
+        self._frame_ms = 1000.0 * self._frame / self._rate
+        self._pre_roll = settings.pre_roll_ms * self._rate // 1000
+        self._post_roll = settings.post_roll_ms * self._rate // 1000
+        self._neg_threshold = settings.effective_neg_threshold
+        self.reset()
+
+    # --- public API ------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything (a new call, or a new stream for the same call)."""
+        self.detector.reset()
+        self._t0: float | None = None
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._pos = 0  # samples analysed so far (absolute index of the next frame)
+        self._state = _State.IDLE
+        self._ring = np.zeros(0, dtype=np.int16)  # the pre-roll: samples just before self._pos
+        self._cand: list[np.ndarray] = []
+        self._cand_start = 0
+        self._cand_speech_frames = 0
+        self._cand_gap = 0
+        self._cand_speech_end = 0
+        self._turn = _GrowingBuffer(0)
+        self._turn_audio_start = 0  # absolute sample index of the turn buffer's first sample
+        self._speech_start = 0
+        self._speech_end = 0  # end of the last speech frame in the turn
+        self._silence_frames = 0
+        self._last_probability = 0.0
+
+    @property
+    def in_speech(self) -> bool:
+        """True between ``SpeechStarted`` and ``SpeechEnded``."""
+        return self._state is _State.SPEECH
+
+    @property
+    def time(self) -> float:
+        """Stream time up to which audio has been analysed."""
+        return self._time(self._pos)
+
+    @property
+    def last_probability(self) -> float:
+        """The last frame's speech probability after the energy gate (for meters and debugging)."""
+        return self._last_probability
+
+    @property
+    def turn_audio_start(self) -> float:
+        """Stream time of the first sample of the current (or last) turn's audio, pre-roll included.
+
+        Add it to ASR word timings (relative to the turn audio) to get stream times.
+        """
+        return self._time(self._turn_audio_start)
+
+    def current_turn_audio(self) -> np.ndarray:
+        """A copy of the ongoing turn's audio so far (pre-roll included); empty outside a turn."""
+        if self._state is not _State.SPEECH:
+            return np.zeros(0, dtype=np.int16)
+        return self._turn.view().copy()
+
+    def process(self, frame: AudioFrame) -> list[EndpointEvent]:
+        """Feed one frame of any length; returns the events it completed, in order."""
+        if frame.sample_rate != self._rate:
+            raise AudioFormatError(
+                f"the endpointer takes {self._rate} Hz audio, got {frame.sample_rate} Hz; resample first"
+            )
+        if self._t0 is None:
+            self._t0 = frame.t
+        pcm = np.concatenate([self._pending, frame.pcm]) if len(self._pending) else frame.pcm
+        events: list[EndpointEvent] = []
+        n_full = len(pcm) // self._frame * self._frame
+        for i in range(0, n_full, self._frame):
+            event = self._step(pcm[i : i + self._frame])
+            if event is not None:
+                events.append(event)
+        self._pending = pcm[n_full:].copy()
+        return events
+
+    def flush(self) -> list[EndpointEvent]:
+        """End of stream: close an ongoing turn (a started but unconfirmed one is dropped)."""
+        events: list[EndpointEvent] = []
+        if self._state is _State.SPEECH:
+            self._turn.append(self._pending)  # not analysed, but part of the post-roll
+            events.append(self._end_turn(forced=False, stream_end=self._pos + len(self._pending)))
+        else:
+            if self._state is _State.CANDIDATE:
+                self._abort_candidate()
+            self._push_ring(self._pending)  # keeps the pre-roll aligned if the stream goes on
+        self._pos += len(self._pending)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._cand = []
+        return events
+
+    # --- state machine ----------------------------------------------------------------
+
+    def _time(self, sample: int) -> float:
+        return (self._t0 or 0.0) + sample / self._rate
+
+    def _ms(self, frames: int) -> float:
+        return frames * self._frame_ms
+
+    def _step(self, pcm: np.ndarray) -> EndpointEvent | None:
+        start = self._pos
+        self._pos += self._frame
+        # The detector sees every frame, gated or not, so its recurrent state
+        # follows the real audio.
+        prob = self.detector.is_speech(pcm)
+        floor = self.settings.energy_floor_dbfs
+        if floor is not None and rms_dbfs(pcm) < floor:
+            prob = 0.0
+        self._last_probability = prob
+
+        if self._state is _State.SPEECH:
+            return self._step_speech(pcm, prob)
+        if self._state is _State.IDLE:
+            if prob < self.settings.threshold:
+                self._push_ring(pcm)
+                return None
+            self._state = _State.CANDIDATE
+            self._cand = [pcm.copy()]
+            self._cand_start = start
+            self._cand_speech_frames = 1
+            self._cand_gap = 0
+            self._cand_speech_end = self._pos
+        else:
+            self._cand.append(pcm.copy())
+            # Hysteresis as inside a turn: once triggered, frames above the lower
+            # threshold keep the candidate alive and count towards min_speech_ms.
+            # Narrowband (telephone) speech often hovers just under the threshold.
+            if prob >= self._neg_threshold:
+                self._cand_speech_frames += 1
+                self._cand_gap = 0
+                self._cand_speech_end = self._pos
+            else:
+                self._cand_gap += 1
+                if self._ms(self._cand_gap) >= CANDIDATE_GAP_MS:
+                    self._abort_candidate()
+                    return None
+        if self._ms(self._cand_speech_frames) >= self.settings.min_speech_ms:
+            return self._confirm()
+        return None
+
+    def _push_ring(self, pcm: np.ndarray) -> None:
+        if self._pre_roll:
+            self._ring = np.concatenate([self._ring, pcm])[-self._pre_roll :]
+
+    def _abort_candidate(self) -> None:
+        # A blip: its audio becomes pre-roll material, nothing is emitted.
+        self._state = _State.IDLE
+        for f in self._cand:
+            self._push_ring(f)
+        self._cand = []
+
+    def _confirm(self) -> SpeechStarted:
+        self._state = _State.SPEECH
+        self._turn = _GrowingBuffer(int(self.settings.max_turn_s * self._rate) // 4)
+        self._turn.append(self._ring)
+        for f in self._cand:
+            self._turn.append(f)
+        self._turn_audio_start = self._cand_start - len(self._ring)
+        self._speech_start = self._cand_start
+        self._speech_end = self._cand_speech_end
+        self._silence_frames = self._cand_gap
+        self._cand = []
+        self._ring = np.zeros(0, dtype=np.int16)
+        return SpeechStarted(t=self._time(self._speech_start))
+
+    def _step_speech(self, pcm: np.ndarray, prob: float) -> SpeechEnded | None:
+        self._turn.append(pcm)
+        if prob >= self._neg_threshold:
+            self._silence_frames = 0
+            self._speech_end = self._pos
+        else:
+            self._silence_frames += 1
+        if self._ms(self._silence_frames) >= self.settings.end_silence_ms:
+            return self._end_turn(forced=False, stream_end=self._pos)
+        if (self._pos - self._speech_start) / self._rate >= self.settings.max_turn_s:
+            return self._end_turn(forced=True, stream_end=self._pos)
+        return None
+
+    def _end_turn(self, forced: bool, stream_end: int) -> SpeechEnded:
+        if forced:
+            # Cut mid-speech: keep everything, and start the next turn from
+            # scratch so no audio is decoded twice.
+            cut, end = stream_end, stream_end
+        else:
+            cut, end = min(self._speech_end + self._post_roll, stream_end), self._speech_end
+        offset = self._turn_audio_start
+        audio = self._turn.view(0, cut - offset).copy()
+        # Trailing silence after the cut is the next turn's pre-roll.
+        self._ring = self._turn.view(cut - offset)[-self._pre_roll :].copy() if self._pre_roll else self._ring[:0]
+        self._state = _State.IDLE
+        return SpeechEnded(t=self._time(end), start=self._time(self._speech_start), audio=audio, sample_rate=self._rate)
