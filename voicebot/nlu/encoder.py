@@ -35,7 +35,8 @@ class TextEncoder:
         torch.set_num_threads(self.threads)
         self.model_dir = resolve_model_dir(self.settings.encoder, self.models, E5_FILES)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
+        # e5 has no pooler: we mean-pool, so none is built (and none is reported missing).
+        self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True, add_pooling_layer=False).eval()
         return self
 
     def encode(self, texts: list[str], prefix: str = "query: ", max_length: int = 128) -> np.ndarray:

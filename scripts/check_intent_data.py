@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Validate the intent data set: labels, counts, duplicates within and across splits.
+
+Usage: python scripts/check_intent_data.py [--dir eval/intent] [--threshold 0.6]
+
+Checks every line of train.jsonl and dev.jsonl is {"text": str, "intent": id}
+with one of the 14 ids of TRIAGE.md, that each label has enough lines
+(train >= 70, dev >= 30), and that no two lines are exact or near duplicates
+(character 4-gram Jaccard above the threshold after lower-casing and removing
+punctuation and fillers), within a split or across train/dev. Prints a count
+table and the closest cross-split pairs; exits 1 on any problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+LABELS = (
+    "bestellung",
+    "reklamation",
+    "rechnung",
+    "kuendigung",
+    "stammdaten",
+    "pannenhilfe",
+    "schadensmeldung",
+    "technik",
+    "beratung",
+    "termin",
+    "notfall",
+    "seelsorge",
+    "mitarbeiter",
+    "sonstiges",
+)
+MIN_COUNT = {"train": 70, "dev": 30}
+SPLITS = ("train", "dev")
+# Hesitations are ASR noise, not content: two lines differing only in "äh" are duplicates.
+_FILLERS = re.compile(r"\b(?:äh+|ähm|öhm?|hm+|mhm|ehm)\b")
+_NON_WORD = re.compile(r"[^\w\s]")
+
+
+def normalise(text: str) -> str:
+    """Lower case, no punctuation or fillers, single spaces."""
+    text = " ".join(_NON_WORD.sub(" ", text.lower()).split())
+    # A line that is only a filler ("ähm") keeps it, else it would equal every other such line.
+    return " ".join(_FILLERS.sub(" ", text).split()) or text
+
+
+def grams(text: str, n: int = 4) -> frozenset[str]:
+    """Character n-grams of the normalised text, padded so short lines still have some."""
+    padded = f" {normalise(text)} "
+    if len(padded) < n:
+        return frozenset({padded})
+    return frozenset(padded[i : i + n] for i in range(len(padded) - n + 1))
+
+
+def load(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(text, intent) rows of a JSONL file and the problems found while reading it."""
+    rows: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            problems.append(f"{path.name}:{lineno}: empty line")
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path.name}:{lineno}: invalid JSON ({exc})")
+            continue
+        if not isinstance(obj, dict) or set(obj) != {"text", "intent"}:
+            problems.append(f"{path.name}:{lineno}: expected exactly the keys text and intent")
+            continue
+        text, intent = obj["text"], obj["intent"]
+        if not isinstance(text, str) or not text.strip():
+            problems.append(f"{path.name}:{lineno}: empty or non-string text")
+            continue
+        if intent not in LABELS:
+            problems.append(f"{path.name}:{lineno}: unknown intent {intent!r}")
+            continue
+        rows.append((text, intent))
+    return rows, problems
+
+
+def similar_pairs(
+    items: list[tuple[str, int, str, str]], threshold: float
+) -> tuple[list[tuple[float, int, int]], list[tuple[float, int, int]]]:
+    """Pairs above ``threshold`` and, per item, its best cross-split match.
+
+    ``items`` are (split, index, text, intent). An inverted index over
+    4-grams keeps this linear in practice instead of comparing all pairs.
+    """
+    sets = [grams(text) for _, _, text, _ in items]
+    index: dict[str, list[int]] = defaultdict(list)
+    above: list[tuple[float, int, int]] = []
+    best_cross: dict[int, tuple[float, int]] = {}
+    for j, g in enumerate(sets):
+        shared: Counter[int] = Counter()
+        for gram in g:
+            for i in index[gram]:
+                shared[i] += 1
+        for i, common in shared.items():
+            score = common / (len(sets[i]) + len(g) - common)
+            if score > threshold:
+                above.append((score, i, j))
+            if items[i][0] != items[j][0]:
+                dev_idx, other = (i, j) if items[i][0] == "dev" else (j, i)
+                if score > best_cross.get(dev_idx, (0.0, -1))[0]:
+                    best_cross[dev_idx] = (score, other)
+        for gram in g:
+            index[gram].append(j)
+    cross = sorted(((s, i, o) for i, (s, o) in best_cross.items()), reverse=True)
+    return above, cross
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent.parent / "eval" / "intent")
+    parser.add_argument("--threshold", type=float, default=0.6)
+    parser.add_argument("--show", type=int, default=10, help="closest cross-split pairs to print")
+    args = parser.parse_args()
+
+    problems: list[str] = []
+    data: dict[str, list[tuple[str, str]]] = {}
+    for split in SPLITS:
+        path = args.dir / f"{split}.jsonl"
+        if not path.exists():
+            problems.append(f"missing {path}")
+            data[split] = []
+            continue
+        data[split], found = load(path)
+        problems += found
+
+    counts = {split: Counter(intent for _, intent in rows) for split, rows in data.items()}
+    print(f"{'intent':<16}{'train':>7}{'dev':>7}")
+    for label in LABELS:
+        print(f"{label:<16}{counts['train'][label]:>7}{counts['dev'][label]:>7}")
+        for split in SPLITS:
+            if counts[split][label] < MIN_COUNT[split]:
+                problems.append(f"{split}: {label} has {counts[split][label]} lines, needs {MIN_COUNT[split]}")
+    print(f"{'total':<16}{sum(counts['train'].values()):>7}{sum(counts['dev'].values()):>7}")
+
+    items = [(split, k, text, intent) for split in SPLITS for k, (text, intent) in enumerate(data[split])]
+    seen: dict[str, int] = {}
+    for n, (split, k, text, intent) in enumerate(items):
+        key = normalise(text)
+        if key in seen:
+            o = items[seen[key]]
+            problems.append(f"exact duplicate: {o[0]}:{o[1] + 1} [{o[3]}] and {split}:{k + 1} [{intent}]: {text!r}")
+        else:
+            seen[key] = n
+
+    above, cross = similar_pairs(items, args.threshold)
+    for score, i, j in sorted(above, reverse=True):
+        a, b = items[i], items[j]
+        if normalise(a[2]) == normalise(b[2]):
+            continue  # already reported as exact
+        kind = "across splits" if a[0] != b[0] else f"within {a[0]}"
+        problems.append(
+            f"near duplicate {kind} (Jaccard {score:.2f}): {a[0]}:{a[1] + 1} [{a[3]}] {a[2]!r} / "
+            f"{b[0]}:{b[1] + 1} [{b[3]}] {b[2]!r}"
+        )
+
+    asr_style = sum(1 for _, _, t, _ in items if t == t.lower() and not re.search(r"[.,!?;:]", t))
+    share = asr_style / max(1, len(items))
+    print(f"\nASR-style lines (lower case, no punctuation): {asr_style}/{len(items)} ({share:.0%})")
+    if cross:
+        scores = [s for s, _, _ in cross]
+        print(f"closest train match per dev line: max {scores[0]:.2f}, median {scores[len(scores) // 2]:.2f}")
+        for score, dev_idx, train_idx in cross[: args.show]:
+            print(f"  {score:.2f}  dev {items[dev_idx][2]!r}\n        train {items[train_idx][2]!r}")
+
+    if problems:
+        print(f"\n{len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print("\nOK: labels valid, counts sufficient, no exact or near duplicates.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Slots from speech: reference numbers, plates, dates, times, amounts, IBANs, phones.
+
+Input is ASR output in German: any casing, numbers as words or digits,
+letters spelled with the German spelling alphabet. ``extract_slots`` runs
+every parser over one shared token list; a stretch of speech that one
+parser has claimed is not read again by the next, so a customer number is
+not also reported as a phone number. The order below goes from the most
+specific shape (an IBAN, a spelled plate) to the least (a bare number).
+
+Keys: customer_number, contract_number, order_number, policy_number,
+invoice_number, member_number, number, licence_plate, postcode, date, time,
+amount, iban, iban_invalid, phone, email.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from .contact import find_email, find_phone, parse_email, parse_phone
+from .dates import find_date, parse_date
+from .money import check_iban, find_amount, find_iban, parse_amount, parse_iban
+from .numbers import (
+    find_bare_number,
+    find_postcode,
+    find_reference_numbers,
+    parse_postcode,
+    parse_reference_numbers,
+    parse_spoken_digits,
+)
+from .plates import find_licence_plate, parse_licence_plate
+from .times import find_time, parse_time
+from .tokens import SlotMatch, tokenize
+
+__all__ = [
+    "check_iban",
+    "extract_slots",
+    "parse_amount",
+    "parse_date",
+    "parse_email",
+    "parse_iban",
+    "parse_licence_plate",
+    "parse_phone",
+    "parse_postcode",
+    "parse_reference_numbers",
+    "parse_spoken_digits",
+    "parse_time",
+]
+
+
+def extract_slots(text: str, today: dt.date | None = None) -> dict[str, str]:
+    """All slots found in one utterance, e.g. {"customer_number": "4711", "date": "2026-03-03"}.
+
+    ``today`` anchors relative dates ("morgen", "nächsten Dienstag");
+    it defaults to the current date. Only the first value of each key is kept.
+    """
+    today = today or dt.date.today()
+    tokens = tokenize(text)
+    taken: set[int] = set()
+    result: dict[str, str] = {}
+
+    def claim(match: SlotMatch | None) -> None:
+        if match is None or match.name in result or any(i in taken for i in match.indices()):
+            return
+        result[match.name] = match.value
+        taken.update(match.indices())
+
+    claim(find_iban(tokens, taken, text))
+    claim(find_email(tokens, taken))
+    claim(find_licence_plate(tokens, taken))
+    for match in find_reference_numbers(tokens, taken):
+        claim(match)
+    claim(find_phone(tokens, taken))
+    claim(find_postcode(tokens, taken))
+    claim(find_amount(tokens, taken))
+    claim(find_date(tokens, taken, today))
+    claim(find_time(tokens, taken))
+    claim(find_bare_number(tokens, taken))
+    return result
