@@ -1,0 +1,86 @@
+"""Personal-data masking: what the store keeps and what agents see."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicebot.assist.redact import mask_iban, mask_slot, redact_event, redact_text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Meine IBAN ist DE89 3704 0044 0532 0130 00, bitte.", "Meine IBAN ist DE89 **** **** **** **** 00, bitte."),
+        ("IBAN DE89370400440532013000", "IBAN DE89 **** **** **** **** 00"),
+        ("Meine Kundennummer ist 4711 0815.", "Meine Kundennummer ist **** **15."),
+        ("Kundennummer: 12345", "Kundennummer: ***45"),
+        ("Vertragsnummer KV-88123", "Vertragsnummer KV-***23"),
+        ("Bestellnummer lautet 98 76 54", "Bestellnummer lautet ** ** 54"),
+        ("meine Policennummer ist 55501234", "meine Policennummer ist ******34"),
+        ("Rufen Sie mich unter 0171 2345678 an", "Rufen Sie mich unter **** *****78 an"),
+        ("oder +49 30 1234567", "oder +49 ** *****67"),
+        ("Mail an max.muster@example.de bitte", "Mail an m***@e***.de bitte"),
+        ("Ich bin geboren am 12.03.1980 in Köln", "Ich bin geboren am **.**.**** in Köln"),
+        ("Geburtsdatum: 3. März 1980", "Geburtsdatum: **.**.****"),
+        ("geboren am dritten März neunzehnhundertachtzig", "geboren am **.**.****"),
+        ("die Nummer 98765432.", "die Nummer ******32."),
+    ],
+)
+def test_personal_data_is_masked(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Der Lappen liegt auf dem Eisschrank.",
+        "Ich habe am 12.03.2024 einen Termin um 14 Uhr.",  # an appointment, not a birthday
+        "Die Rechnung über 1250 Euro ist falsch.",
+        "Postleitzahl 50667",
+        "Telefonseelsorge 0800 111 0 111 oder 0800 111 0 222",  # service numbers must stay readable
+        "Bei Gefahr rufen Sie 112.",
+        "",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_iban_mask_keeps_country_check_digits_and_last_two() -> None:
+    assert mask_iban("DE89 3704 0044 0532 0130 00") == "DE89 **** **** **** **** 00"
+    assert mask_iban("AT611904300234573201") == "AT61 **** **** **** **01"
+
+
+def test_slots_are_masked_by_their_kind() -> None:
+    assert mask_slot("iban", "DE89370400440532013000") == "DE89 **** **** **** **** 00"
+    assert mask_slot("customer_number", "4711") == "**11"
+    assert mask_slot("phone", "+491712345678") == "+49********78"
+    assert mask_slot("email", "anna@firma.de") == "a***@f***.de"
+    assert mask_slot("licence_plate", "M-AB 1234") == "M-** **34"
+    assert mask_slot("date", "2026-03-03") == "2026-03-03"
+    assert mask_slot("amount", "49.90 EUR") == "49.90 EUR"
+
+
+def test_events_are_redacted_as_copies_and_structure_is_kept() -> None:
+    event = {
+        "type": "transcript.final",
+        "call_id": "call-1234567890",
+        "text": "Meine Kundennummer ist 12345678",
+        "words": [{"text": "12345678", "start": 0.1, "end": 0.9}],
+        "slots": {"customer_number": "12345678", "date": "2026-03-03"},
+        "context": {"summary": "Kunde mit IBAN DE89 3704 0044 0532 0130 00", "transcript": ["0171 2345678"]},
+        "seq": 3,
+    }
+    red = redact_event(event)
+    assert red["text"] == "Meine Kundennummer ist ******78"
+    assert red["words"] == []  # the number would survive word by word
+    assert red["slots"] == {"customer_number": "******78", "date": "2026-03-03"}
+    assert red["context"]["summary"] == "Kunde mit IBAN DE89 **** **** **** **** 00"
+    assert red["context"]["transcript"] == ["**** *****78"]
+    assert red["call_id"] == "call-1234567890" and red["seq"] == 3 and red["type"] == "transcript.final"
+    assert event["text"] == "Meine Kundennummer ist 12345678"  # the original is untouched
+
+
+def test_words_stay_when_nothing_was_masked() -> None:
+    event = {"type": "transcript.final", "text": "Hallo", "words": [{"text": "Hallo"}]}
+    assert redact_event(event)["words"] == [{"text": "Hallo"}]

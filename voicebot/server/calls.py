@@ -1,0 +1,323 @@
+"""What every caller connection shares, whatever its wire protocol.
+
+``CallConnection`` runs the receive loop, turns bad input into ``error`` events
+(with a clean close where the stream cannot go on), opens the call in the hub,
+drives the ``CallSession`` and closes the call as it ends: ``completed`` on a
+``stop``, ``interrupted`` when the connection drops, ``shutdown`` on a graceful
+server stop. The native and Twilio protocols (``native.py``, ``twilio.py``) only
+parse their messages and frame what goes back.
+
+Caller audio goes through a bounded queue to a pump task, so the receive loop
+stays responsive (a ``stop`` is seen at once) however long the session takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket
+
+from voicebot.audio.codecs import AudioFormat, Decoder, Encoder
+from voicebot.audio.errors import AudioFormatError
+from voicebot.frames import AudioFrame, BotAudio
+from voicebot.server.hub import CallRejected, LiveCall, Session
+from voicebot.server.logs import CallLog
+from voicebot.server.outbox import Outbox, dumps, error_event
+
+if TYPE_CHECKING:
+    from voicebot.server.app import ServerRuntime
+
+log = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013
+_FINISH_TIMEOUT_S = 5.0
+
+
+class CallConnection:
+    """One caller websocket and the call on it. Subclasses implement the wire protocol."""
+
+    protocol = "abstract"
+
+    def __init__(self, ws: WebSocket, runtime: ServerRuntime) -> None:
+        self.ws = ws
+        self.runtime = runtime
+        self.settings = runtime.settings.server
+        peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
+        self.peer = peer
+        self.outbox = Outbox(
+            ws, maxsize=self.settings.send_queue_max, send_timeout=self.settings.send_timeout_s,
+            name=f"{self.protocol} {peer}", on_slow=self._on_slow, slow_error=self.encode_error,
+        )
+        self.call: LiveCall | None = None
+        self.session: Session | None = None
+        self.decoder: Decoder | None = None
+        self.encoder: Encoder | None = None
+        self.log: logging.LoggerAdapter[logging.Logger] | logging.Logger = log
+        self.errors = 0
+        self.closing = False
+        self.stopped = False
+        self._inbound: asyncio.Queue[AudioFrame | None] = asyncio.Queue()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._finish_task: asyncio.Task[None] | None = None
+        self._finished = False
+        self._overload_reported = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._serve_task: asyncio.Task[Any] | None = None
+
+    # ------------------------------------------------------------------ protocol hooks
+    async def accept(self) -> None:
+        await self.ws.accept()
+
+    async def on_text(self, text: str) -> None:
+        raise NotImplementedError
+
+    async def on_bytes(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def deliver_event(self, event: dict[str, Any]) -> None:
+        """Send one call event to the caller (the protocol decides which and how)."""
+        raise NotImplementedError
+
+    def deliver_audio(self, data: bytes) -> None:
+        """Send bot audio, already in the caller's encoding and rate."""
+        raise NotImplementedError
+
+    def on_call_event(self, event: dict[str, Any]) -> None:
+        """Protocol reactions to call events (Twilio: ``mark`` and ``clear``)."""
+
+    def encode_error(self, event: dict[str, Any]) -> str:
+        return dumps(event)
+
+    # ------------------------------------------------------------------ receive loop
+    async def serve(self) -> None:
+        self._serve_task = asyncio.current_task()
+        await self.accept()
+        self.outbox.start()
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text, data = message.get("text"), message.get("bytes")
+                size = len(text.encode("utf-8", "replace")) if text is not None else len(data or b"")
+                if self.closing:
+                    continue  # draining until the peer acknowledges our close
+                if size > self.settings.max_frame_bytes:
+                    await self.fail(
+                        "frame_too_large", f"a message may have at most {self.settings.max_frame_bytes} bytes, "
+                        f"got {size}", close=CLOSE_TOO_BIG,
+                    )
+                elif text is not None:
+                    await self.on_text(text)
+                elif data is not None:
+                    await self.on_bytes(data)
+        except asyncio.CancelledError:
+            if not self.outbox.slow:
+                raise  # not ours: the server is stopping
+        except Exception:  # noqa: BLE001 - whatever broke, the call is closed and recorded below
+            self.log.exception("connection handler failed")
+        finally:
+            reason = "completed" if self.stopped else "interrupted"
+            await self.finish(reason)
+            self.outbox.close(CLOSE_NORMAL)
+            await self.outbox.wait_closed(grace=2.0)
+
+    async def fail(self, code: str, message: str, *, close: int | None = None) -> None:
+        """Report bad input with an ``error`` event; with ``close``, end the call and close the socket."""
+        self.errors += 1
+        too_many = self.errors > self.settings.max_errors
+        fatal = close is not None or too_many
+        event = error_event(code, message, fatal=fatal)
+        if too_many and close is None:
+            event["message"] += f" (more than {self.settings.max_errors} errors; closing)"
+        self.log.info("protocol error %s: %s", code, message)
+        if self.call is not None and self.call.state != "ended":
+            event = self.runtime.hub.publish(self.call, event)
+        else:
+            self.runtime.metrics.errors.labels(code).inc()
+        self.outbox.put(self.encode_error(event))
+        if fatal:
+            await self.close(close or CLOSE_POLICY, reason="error")
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        await self.finish(reason)
+        self.outbox.close(code)
+
+    # ------------------------------------------------------------------ the call
+    async def start_call(
+        self, call_id: str, caller: dict[str, Any], in_format: AudioFormat, out_format: AudioFormat,
+        started: dict[str, Any],
+    ) -> bool:
+        """Open the call in the hub and start its session; False (after an error event) if refused."""
+        if self.runtime.state != "ready":
+            await self.fail("not_ready", f"the server is {self.runtime.state}; call again shortly",
+                            close=CLOSE_TRY_LATER)
+            return False
+        try:
+            call = self.runtime.hub.open_call(call_id, self.protocol, caller)
+        except CallRejected as exc:
+            code = CLOSE_TRY_LATER if exc.code in ("busy", "shutting_down") else CLOSE_POLICY
+            await self.fail(exc.code, str(exc), close=code)
+            return False
+        self.call = call
+        self.log = CallLog(log, call_id)
+        self.decoder = Decoder(in_format)
+        self.encoder = Encoder(out_format)
+        await self._emit({"type": "call.started", "protocol": started.get("protocol", self.protocol), **started})
+        try:
+            self.session = self.runtime.new_session(
+                call_id, emit=self._emit, send_audio=self._send_audio, out_rate=out_format.sample_rate,
+                metadata={"caller": caller, "protocol": self.protocol, "encoding": in_format.encoding,
+                          "sample_rate": in_format.sample_rate},
+            )
+        except Exception as exc:  # noqa: BLE001 - a session that cannot start must not take the server down
+            self.log.exception("session could not be created")
+            await self.fail("internal", f"the call could not be started: {exc}", close=CLOSE_INTERNAL)
+            return False
+        call.session = self.session
+        self.runtime.connections.add(self)
+        self.log.info("call started (%s, %s %d Hz, peer %s)", self.protocol, in_format.encoding,
+                      in_format.sample_rate, self.peer)
+        self._pump_task = asyncio.create_task(self._pump(), name=f"pump-{call_id}")
+        return True
+
+    def spawn(self, coro: Any) -> None:
+        """Run a coroutine in the background, keeping a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def push_audio(self, data: bytes) -> None:
+        """Decode caller bytes and queue them for the session (errors become error events)."""
+        if self.decoder is None:
+            return
+        try:
+            frame = self.decoder.decode(data)
+        except AudioFormatError as exc:
+            self.spawn(self.fail("bad_audio", str(exc)))
+            return
+        if self._inbound.qsize() >= self.settings.inbound_queue_max:
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._overload_reported > 1.0:  # one report a second, not one per frame
+                self._overload_reported = loop.time()
+                self.spawn(self.fail("overloaded", "the server cannot keep up with this call's audio; frames are "
+                                                   "being dropped"))
+            return
+        self._inbound.put_nowait(frame)
+
+    async def _pump(self) -> None:
+        """Start the session (the greeting), then feed it caller audio in arrival order."""
+        if self.session is None:
+            return
+        try:
+            await self.session.start()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, the server goes on
+            self.log.exception("session start failed")
+            self.spawn(self.fail("internal", f"the call could not be started: {exc}", close=CLOSE_INTERNAL))
+            return
+        while True:
+            frame = await self._inbound.get()
+            if frame is None:
+                return
+            try:
+                await self.session.push_audio(frame)
+            except Exception:  # noqa: BLE001 - one bad frame must not end the call
+                self.log.exception("session failed on caller audio")
+
+    async def _emit(self, event: dict[str, Any]) -> None:
+        """The session's event sink: to the hub (agents, store, metrics) and to the caller."""
+        if self.call is None:
+            return
+        stamped = self.runtime.hub.publish(self.call, event)
+        etype = stamped.get("type")
+        if etype == "bot.audio.end" and self.encoder is not None:
+            tail = self.encoder.flush()
+            if tail:
+                self.deliver_audio(tail)
+        elif etype == "bargein" and stamped.get("action") != "resumed":
+            # Audio queued but not yet sent would keep talking over the caller.
+            self.outbox.purge_audio()
+            if self.encoder is not None:
+                self.encoder.reset()
+        self.deliver_event(stamped)
+        self.on_call_event(stamped)
+        if etype == "call.end" and not self._finished and self._finish_task is None:
+            # The session ended the call itself (goodbye said, or handed off): close the line.
+            self._finish_task = asyncio.create_task(self.close(CLOSE_NORMAL, str(stamped.get("reason") or "completed")))
+
+    async def _send_audio(self, audio: BotAudio) -> None:
+        if self.encoder is None or self.closing:
+            return
+        data = self.encoder.encode(audio.pcm, audio.sample_rate)
+        if data:
+            self.deliver_audio(data)
+
+    def _on_slow(self) -> None:
+        """The client stopped reading: record it, end the call, and stop waiting for the client."""
+        self.closing = True
+        if self.call is not None and self.call.state != "ended":
+            self.runtime.hub.publish(self.call, error_event(
+                "slow_consumer", "client did not read fast enough; connection dropped", fatal=True))
+        if self._finish_task is None:
+            self._finish_task = asyncio.create_task(self._drop_slow_client())
+
+    async def _drop_slow_client(self) -> None:
+        await self.finish("interrupted")
+        await self.outbox.wait_closed(grace=self.settings.send_timeout_s * 2 + 1)
+        if self._serve_task is not None and not self._serve_task.done():
+            self._serve_task.cancel()  # it may wait forever on a client that neither reads nor writes
+
+    async def finish(self, reason: str) -> None:
+        """End the session and close the call in the hub (idempotent; bounded in time)."""
+        if self._finished:
+            return
+        self._finished = True
+        self.runtime.connections.discard(self)
+        if self.call is None:
+            return
+        if self._pump_task is not None:
+            # Audio already received is still transcribed and recorded, within a bound.
+            self._inbound.put_nowait(None)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._pump_task), _FINISH_TIMEOUT_S)
+            self._pump_task.cancel()
+        if self.session is not None and self.session.state != "ended":
+            try:
+                await asyncio.wait_for(self.session.end(reason), _FINISH_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - the call is closed in the hub whatever the session does
+                self.log.exception("session end failed")
+        self.runtime.hub.close_call(self.call, reason)
+        self.log.info("call ended: %s", self.call.end_reason)
+
+    async def shutdown(self) -> None:
+        """Graceful server stop: end the call, deliver what is queued, close with 1001."""
+        if self.closing:
+            return
+        self.closing = True
+        await self.finish("shutdown")
+        self.outbox.close(CLOSE_GOING_AWAY, "server shutting down")
+        await self.outbox.wait_closed(grace=self.settings.send_timeout_s)
+
+
+def parse_format(encoding: Any, sample_rate: Any) -> tuple[AudioFormat | None, str, str]:
+    """Validate a declared audio format: (format, "", "") or (None, error code, message)."""
+    try:
+        AudioFormat(encoding if isinstance(encoding, str) else str(encoding), 16000)
+    except AudioFormatError as exc:
+        return None, "unsupported_encoding", str(exc)
+    try:
+        return AudioFormat(encoding, sample_rate), "", ""
+    except AudioFormatError as exc:
+        return None, "unsupported_rate", str(exc)

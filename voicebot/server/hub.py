@@ -1,0 +1,306 @@
+"""The hub: every live call, every agent, and where each call event goes.
+
+A call event goes, in order: stamped (call id, per-call ``seq``, ``ts``) →
+metrics → store (redacted where configured) → the call's replay log → every
+agent subscribed to the call. The caller's own connection gets the unredacted
+event from its ``CallRunner``. Nothing here awaits a client or the disk:
+``publish`` is synchronous and cheap, so a slow agent or a slow disk can never
+hold up a call.
+
+The hub also produces the agent-assist ``suggestions`` events: after each
+final transcript (and the intent decided on it) the knowledge base is searched
+in an executor thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from voicebot.assist.kb import KnowledgeBase
+from voicebot.assist.redact import redact_event, redact_text
+from voicebot.config import Settings
+from voicebot.server.metrics import ServerMetrics
+from voicebot.store.sqlite import CallStore
+
+log = logging.getLogger(__name__)
+
+# How long a final transcript waits for its intent before suggestions are searched without one.
+_SUGGEST_WAIT_S = 0.8
+
+
+class CallRejected(Exception):
+    """A call cannot be opened; ``code`` is the error code for the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Session(Protocol):
+    """What the server needs of a call session (voicebot.dialog.session.CallSession)."""
+
+    state: str
+
+    async def start(self) -> None: ...
+    async def push_audio(self, frame: Any) -> None: ...
+    async def take_over(self, agent_id: str) -> None: ...
+    async def release(self, agent_id: str) -> None: ...
+    async def end(self, reason: str = "completed") -> None: ...
+
+
+class AgentLink(Protocol):
+    """An agent connection as the hub sees it."""
+
+    agent_id: str
+    subscriptions: set[str]
+
+    def deliver(self, event: dict[str, Any]) -> bool: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass
+class LiveCall:
+    """A call the server is handling now (or handled recently), and what agents need to see of it."""
+
+    call_id: str
+    protocol: str
+    caller: dict[str, Any]
+    started_at: float = field(default_factory=time.time)
+    state: str = "bot"  # bot | human | ended
+    session: Session | None = None
+    seq: int = 0
+    replay: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
+    partial: dict[str, Any] | None = None
+    intent: dict[str, Any] | None = None
+    last_final: str = ""
+    turns: int = 0
+    agent_id: str | None = None
+    handoff: str | None = None
+    end_reason: str | None = None
+    ended_at: float | None = None
+    suggest_task: asyncio.Task[None] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """One row of the agents' call list."""
+        return {
+            "call_id": self.call_id,
+            "protocol": self.protocol,
+            "caller": self.caller,
+            "started_at": round(self.started_at, 3),
+            "state": self.state,
+            "intent": self.intent.get("label") if self.intent else None,
+            "confidence": self.intent.get("confidence") if self.intent else None,
+            "turns": self.turns,
+            "agent_id": self.agent_id,
+            "handoff": self.handoff,
+            "end_reason": self.end_reason,
+            "ended_at": round(self.ended_at, 3) if self.ended_at else None,
+        }
+
+
+class CallHub:
+    """Registry of live calls and agents; fans every call event out. One per server."""
+
+    def __init__(
+        self, settings: Settings, metrics: ServerMetrics, store: CallStore | None = None,
+        kb: KnowledgeBase | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.store = store
+        self.kb = kb
+        self.redact_store = settings.store.redact_pii
+        self.redact_agents = settings.server.redact_agent_view
+        self.calls: dict[str, LiveCall] = {}
+        self.recent: deque[LiveCall] = deque(maxlen=settings.server.recent_calls)
+        self.agents: set[AgentLink] = set()
+        self.accepting = True
+
+    # ------------------------------------------------------------------ calls
+    def open_call(self, call_id: str, protocol: str, caller: dict[str, Any]) -> LiveCall:
+        if not self.accepting:
+            raise CallRejected("shutting_down", "the server is shutting down; call again shortly")
+        if call_id in self.calls:
+            raise CallRejected("duplicate_call_id", f"call {call_id!r} is already active")
+        if len(self.calls) >= self.settings.server.max_calls:
+            raise CallRejected("busy", f"all {self.settings.server.max_calls} lines are busy; call again shortly")
+        view = redact_event(caller) if self.redact_agents else dict(caller)
+        call = LiveCall(call_id, protocol, view, replay=deque(maxlen=self.settings.server.replay_max_events))
+        self.calls[call_id] = call
+        self.metrics.calls.labels(protocol).inc()
+        self.metrics.active_calls.set(len(self.calls))
+        if self.store is not None:
+            stored = caller if not self.redact_store else view if self.redact_agents else redact_event(caller)
+            self.store.create_call(call_id, protocol=protocol, caller=stored, started_at=call.started_at)
+        self._broadcast_update(call)
+        return call
+
+    def close_call(self, call: LiveCall, reason: str) -> None:
+        """The call is over (idempotent): record it, and keep it a while in the agents' list."""
+        if self.calls.get(call.call_id) is not call:
+            return
+        del self.calls[call.call_id]
+        call.state = "ended"
+        call.end_reason = call.end_reason or reason
+        call.ended_at = call.ended_at or time.time()
+        if call.suggest_task is not None:
+            call.suggest_task.cancel()
+        self.metrics.calls_ended.labels(call.end_reason).inc()
+        self.metrics.active_calls.set(len(self.calls))
+        if self.store is not None:
+            self.store.end_call(call.call_id, call.end_reason, call.ended_at)
+        self.recent.appendleft(call)
+        self._broadcast_update(call)
+
+    def find(self, call_id: str) -> LiveCall | None:
+        return self.calls.get(call_id) or next((c for c in self.recent if c.call_id == call_id), None)
+
+    def list_calls(self) -> list[dict[str, Any]]:
+        return [c.summary() for c in self.calls.values()] + [c.summary() for c in self.recent]
+
+    # ------------------------------------------------------------------ events
+    def publish(self, call: LiveCall, event: dict[str, Any], *, redact: bool = True) -> dict[str, Any]:
+        """Stamp one call event and send it everywhere but to the caller; returns the stamped event."""
+        event = dict(event)
+        event["call_id"] = call.call_id
+        event["seq"] = call.seq
+        event.setdefault("ts", time.time())
+        call.seq += 1
+        self.metrics.observe(event)
+        view = redact_event(event) if redact and (self.redact_agents or self.redact_store) else event
+        if self.store is not None:
+            self.store.add_event(call.call_id, view if self.redact_store else event, redacted=True)
+        agent_view = view if self.redact_agents else event
+        changed = self._track(call, event, agent_view)
+        self._fan_out(call.call_id, agent_view)
+        if changed:
+            self._broadcast_update(call)
+        self._assist(call, event)
+        return event
+
+    def _track(self, call: LiveCall, event: dict[str, Any], view: dict[str, Any]) -> bool:
+        """Update what the hub knows of the call; True if its row in the agents' list changed."""
+        etype = event.get("type")
+        changed = False
+        if etype == "transcript.partial":
+            call.partial = view  # only the newest partial is worth replaying
+            return False
+        if etype == "transcript.final":
+            call.partial = None
+            if str(event.get("text", "")).strip():
+                call.turns += 1
+                call.last_final = str(event.get("text", ""))
+        elif etype == "intent":
+            call.intent = view
+            changed = True
+        elif etype == "handoff":
+            call.handoff = str(event.get("reason", ""))
+            changed = True
+        elif etype == "agent.takeover":
+            call.state, call.agent_id, changed = "human", event.get("agent_id"), True
+        elif etype == "agent.release":
+            call.state, changed = "bot", True
+        elif etype == "call.end":
+            call.end_reason = str(event.get("reason") or "completed")
+            ts = event.get("ts")
+            call.ended_at = float(ts) if isinstance(ts, (int, float)) else time.time()
+        call.replay.append(view)
+        return changed
+
+    def replay(self, call: LiveCall) -> list[dict[str, Any]]:
+        events = list(call.replay)
+        if call.partial is not None:
+            events.append(call.partial)
+        return events
+
+    # ------------------------------------------------------------------ agents
+    def add_agent(self, agent: AgentLink) -> None:
+        self.agents.add(agent)
+        self.metrics.agents_connected.set(len(self.agents))
+
+    def remove_agent(self, agent: AgentLink) -> None:
+        self.agents.discard(agent)
+        self.metrics.agents_connected.set(len(self.agents))
+
+    def _fan_out(self, call_id: str, event: dict[str, Any]) -> None:
+        for agent in list(self.agents):
+            if call_id in agent.subscriptions or "*" in agent.subscriptions:
+                agent.deliver(event)
+
+    def _broadcast_update(self, call: LiveCall) -> None:
+        update = {"type": "call.update", "call": call.summary()}
+        for agent in list(self.agents):
+            agent.deliver(update)
+
+    async def take_over(self, call_id: str, agent_id: str) -> LiveCall:
+        call = self._live(call_id)
+        if call.session is not None:
+            await call.session.take_over(agent_id)
+        return call
+
+    async def release(self, call_id: str, agent_id: str) -> LiveCall:
+        call = self._live(call_id)
+        if call.session is not None:
+            await call.session.release(agent_id)
+        return call
+
+    def _live(self, call_id: str) -> LiveCall:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise CallRejected("unknown_call", f"no active call {call_id!r}")
+        return call
+
+    # ------------------------------------------------------------------ assist
+    def _assist(self, call: LiveCall, event: dict[str, Any]) -> None:
+        if self.kb is None or not self.kb.entries:
+            return
+        etype = event.get("type")
+        if etype == "transcript.final" and str(event.get("text", "")).strip():
+            self._schedule_suggest(call, delay=_SUGGEST_WAIT_S)
+        elif etype == "intent" and call.last_final:
+            self._schedule_suggest(call, delay=0.0)
+
+    def _schedule_suggest(self, call: LiveCall, delay: float) -> None:
+        if call.suggest_task is not None and not call.suggest_task.done():
+            call.suggest_task.cancel()
+        call.suggest_task = asyncio.create_task(self._suggest(call, delay), name=f"suggest-{call.call_id}")
+
+    async def _suggest(self, call: LiveCall, delay: float) -> None:
+        kb = self.kb
+        if kb is None:
+            return
+        if delay:
+            await asyncio.sleep(delay)
+        text = call.last_final
+        label = call.intent.get("label") if call.intent else None
+        loop = asyncio.get_running_loop()
+        try:
+            items = await loop.run_in_executor(None, kb.suggest, text, label, 3)
+        except Exception:  # noqa: BLE001 - suggestions are a help, never a reason to fail a call
+            log.exception("call %s: knowledge-base search failed", call.call_id)
+            return
+        if call.state == "ended" and call.call_id not in self.calls:
+            return
+        event = {
+            "type": "suggestions",
+            "for_text": redact_text(text) if self.redact_agents else text,
+            "intent": label,
+            "items": [s.to_dict() for s in items],
+            "next_steps": kb.next_steps(label),
+        }
+        # Knowledge-base answers are the domain's words, not the caller's: never masked.
+        self.publish(call, event, redact=False)
+
+    async def aclose(self) -> None:
+        for call in list(self.calls.values()) + list(self.recent):
+            if call.suggest_task is not None:
+                call.suggest_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await call.suggest_task
