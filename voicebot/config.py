@@ -49,6 +49,12 @@ class AsrSettings:
     log_prob_threshold: float = -1.0
     partial_interval_ms: int = 400
     min_partial_audio_ms: int = 600
+    # LocalAgreement-n: text is committed once n consecutive partial hypotheses agree on it.
+    commit_agreement: int = 2
+    # Scheduler: a queued partial older than this is dropped (the caller has moved on).
+    partial_max_age_ms: int = 1000
+    # Scheduler: most requests decoded in one CTranslate2 batch (1 = no batching).
+    max_batch: int = 1
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,21 @@ class NluSettings:
     encoder: str = "e5-small"  # a registry name or a path to a Hugging Face encoder checkpoint
     intent_model: str = "intent-e5"  # trained artefact dir under models.dir, or a path
     fallback: str = "intent-ngram"
+    threads: int = 2
+    device: str = "cpu"  # cpu | cuda | auto (inference; training picks CUDA itself when present)
+    # Decision thresholds are fitted at training time for this target precision
+    # and stored in the artefact's calibration.json.
+    target_precision: float = 0.97
+    confirm_threshold: float = 0.4  # below it the bot re-asks instead of confirming
+    min_margin: float = 0.1  # top-1 minus top-2 needed to act without confirming
+    # `voicebot train intent` (e5 fine-tuning), sized to train in minutes on 2 CPU cores.
+    train_epochs: int = 4
+    train_batch_size: int = 32
+    train_learning_rate: float = 5e-5
+    train_max_length: int = 64
+    train_freeze_layers: int = 0  # freeze the embeddings plus this many lower encoder layers
+    train_seed: int = 13
+    calibration_share: float = 0.2  # share of train held out for calibration and thresholds
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,26 @@ class ServerSettings:
     agent_tokens: str = ""
     max_frame_bytes: int = 64000
     max_calls: int = 64
+    # Mask personal data in what agents see (the store has its own switch, store.redact_pii).
+    redact_agent_view: bool = True
+    # Per-connection bounded send queue (messages); a client that lets it fill up is dropped.
+    send_queue_max: int = 512
+    # A single send that takes longer than this means the client stopped reading.
+    send_timeout_s: float = 5.0
+    # Caller audio frames waiting for the session; beyond this the server is overloaded.
+    inbound_queue_max: int = 500
+    # An agent must authenticate within this time (token in the URL or an "auth" message).
+    auth_timeout_s: float = 10.0
+    # Protocol errors one connection may cause before it is closed.
+    max_errors: int = 50
+    # Events kept per call for agents who subscribe late; ended calls kept in the agents' list.
+    replay_max_events: int = 2000
+    recent_calls: int = 20
+    # Graceful shutdown: how long to wait for calls to finish their in-flight events.
+    shutdown_timeout_s: float = 10.0
+    # "module:attr" of the call-session class; empty = voicebot.dialog.session:CallSession.
+    # A class with a `load_engines(settings)` classmethod brings its own engines.
+    session_factory: str = ""
 
 
 @dataclass(frozen=True)

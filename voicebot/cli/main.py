@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "voicebot.cli.models_cmd",
     "voicebot.cli.speech_cmd",
     "voicebot.cli.nlu_cmd",
+    "voicebot.cli.call_cmd",
     "voicebot.cli.serve_cmd",
     "voicebot.cli.calls_cmd",
     "voicebot.cli.eval_cmd",
