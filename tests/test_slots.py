@@ -439,3 +439,15 @@ def test_nothing_invented(text: str) -> None:
 
 def test_default_today_is_used() -> None:
     assert extract_slots("heute")["date"] == dt.date.today().isoformat()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Meine Vertragsnummer ist 4.7118.", {"contract_number": "47118"}),
+        ("kundennummer 47.118", {"customer_number": "47118"}),
+    ],
+)
+def test_whisper_thousands_dots_in_spoken_digit_runs(text: str, expected: dict[str, str]) -> None:
+    """Whisper renders digits said one by one as '4.7118'; the dots are not part of the number."""
+    assert extract_slots(text, today=TODAY) == expected

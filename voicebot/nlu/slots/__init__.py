@@ -14,6 +14,8 @@ amount, iban, iban_invalid, phone, email.
 
 from __future__ import annotations
 
+import re
+
 import datetime as dt
 
 from .contact import find_email, find_phone, parse_email, parse_phone
@@ -47,6 +49,16 @@ __all__ = [
 ]
 
 
+# Whisper writes digit sequences said one by one as if they were thousands ("4.7118",
+# "47.118"). A dot followed by three or more digits is never a date ("14.02.") or a
+# decimal amount ("49,90"), so joining those groups restores the digits the caller said.
+_DIGIT_GROUP_DOT = re.compile(r"(?<=\d)\.(?=\d{3,}\b)")
+
+
+def _join_digit_groups(text: str) -> str:
+    return _DIGIT_GROUP_DOT.sub("", text)
+
+
 def extract_slots(text: str, today: dt.date | None = None) -> dict[str, str]:
     """All slots found in one utterance, e.g. {"customer_number": "4711", "date": "2026-03-03"}.
 
@@ -54,7 +66,7 @@ def extract_slots(text: str, today: dt.date | None = None) -> dict[str, str]:
     it defaults to the current date. Only the first value of each key is kept.
     """
     today = today or dt.date.today()
-    tokens = tokenize(text)
+    tokens = tokenize(_join_digit_groups(text))
     taken: set[int] = set()
     result: dict[str, str] = {}
 
