@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 import threading
 from pathlib import Path
 
@@ -13,6 +16,24 @@ from voicebot.tts.base import SynthesizedAudio
 from voicebot.tts.lexicon import respell
 
 PICO_FILES = ("de-DE_ta.bin", "de-DE_gl0_sg.bin")
+
+
+def pin_mmap_threshold() -> None:
+    """Make SVOX Pico's output repeatable (glibc only; a no-op elsewhere).
+
+    py-nanotts mallocs Pico's work buffer on every call and Pico reads part of it
+    before writing it, so the audio depends on what the heap held before. glibc
+    raises its mmap threshold dynamically after large frees, so later buffers come
+    from the (dirty) heap; fixing the threshold (mallopt M_MMAP_THRESHOLD = -3)
+    keeps every such buffer a fresh, zero-filled mmap: same text, same bytes.
+    """
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(name).mallopt(-3, 128 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc (e.g. musl has no mallopt): Pico output may then vary slightly between runs
 
 
 class PicoSynthesizer:
@@ -30,11 +51,12 @@ class PicoSynthesizer:
         # The Pico engine keeps global state in C; one synthesis at a time.
         self._lock = threading.Lock()
 
-    def load(self) -> "PicoSynthesizer":
+    def load(self) -> PicoSynthesizer:
         from py_nanotts._nanotts import speak
 
         self.lingware = resolve_model_dir(self.reference, self.models, PICO_FILES)
         self._speak = speak
+        pin_mmap_threshold()
         return self
 
     def synthesize(self, text: str) -> SynthesizedAudio:
