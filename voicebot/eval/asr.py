@@ -9,7 +9,9 @@ joined into the hypothesis. ``raw=True`` instead runs faster-whisper's own
 ``transcribe`` on the whole file (beam 5, German, no VAD, no guards) for comparison.
 
 Texts are compared after ``voicebot.eval.metrics.normalize_german``. ``rtf`` is
-processing wall time over audio duration (model loading excluded).
+processing wall time over audio duration (model loading excluded). Files are fed
+as fast as possible, so latencies here mean nothing: ``scripts/bench_asr.py``
+measures them with real-time callers.
 """
 
 from __future__ import annotations
@@ -172,7 +174,6 @@ def evaluate_asr(
     hyps = [it["hypothesis"] for it in out_items]
     words, chars = word_errors(refs, hyps), char_errors(refs, hyps)
     audio_seconds = sum(len(a) for a in audios) / ASR_SAMPLE_RATE
-    latencies = [f["latency"] for it in out_items for f in it.get("finals", []) if f.get("latency") is not None]
     return {
         "kind": "asr",
         "mode": "raw" if raw else "streaming",
@@ -187,8 +188,6 @@ def evaluate_asr(
         "audio_seconds": audio_seconds,
         "processing_seconds": seconds,
         "load_seconds": load_seconds,
-        "final_latency_p50": float(np.percentile(latencies, 50)) if latencies else None,
-        "final_latency_p95": float(np.percentile(latencies, 95)) if latencies else None,
         "settings": {"model": settings.asr.model, "beam": settings.asr.final_beam_size,
                      "chunk_length": settings.asr.chunk_length, "vad": settings.vad.detector,
                      "vad_threshold": settings.vad.narrowband_threshold if channel == "telephone"
@@ -216,7 +215,9 @@ async def _run_streaming(
     from voicebot.asr.scheduler import AsrScheduler
 
     rows = []
-    async with AsrScheduler(transcriber, settings.asr) as scheduler:
+    # Files are fed faster than real time, so finals can queue up: no greedy fallback
+    # (adaptive_beam) here, every final is decoded as on a machine that keeps up.
+    async with AsrScheduler(transcriber, settings.asr, adaptive_beam=False) as scheduler:
         started = time.perf_counter()
         for i, pcm in enumerate(audios):
             out = await stream_transcribe(scheduler, settings, vad_model, pcm, f"eval-{i}", partials=partials,
@@ -236,9 +237,6 @@ def format_asr(result: dict[str, Any], show_items: bool = False) -> str:
         f"channel {result['channel']}): WER {result['wer']:.3f}  CER {result['cer']:.3f}  RTF {result['rtf']:.3f}",
         f"  errors: {result['word_errors']}",
     ]
-    if result.get("final_latency_p50") is not None:
-        lines.append(f"  end of turn -> final: p50 {result['final_latency_p50']:.3f} s, "
-                     f"p95 {result['final_latency_p95']:.3f} s")
     if show_items:
         for it in result["items"]:
             lines.append(f"  REF {it['reference']}\n  HYP {it['hypothesis']}")

@@ -1,0 +1,396 @@
+"""Streaming speech recognition for one call: VAD turns, partials, finals.
+
+``StreamingRecognizer`` is fed the caller's 16 kHz ``AudioFrame``s. The
+endpointer (``voicebot.vad``) cuts turns; while the caller speaks, every
+``asr.partial_interval_ms`` of audio the turn so far is re-decoded in the
+background (greedy, no word timings) and run through the LocalAgreement commit
+policy; at the end of the turn the whole turn is decoded once more (beam search,
+word timings) as the final. Every result passes the hallucination guards.
+
+Nothing is decoded outside a turn (the endpointer's VAD and energy gate decide),
+so silence and line noise cost nothing and say nothing.
+
+Speculative finals: after ``asr.speculative_final_ms`` of trailing silence the
+turn is decoded at final quality right away; when the endpointer then ends the
+turn (``vad.end_silence_ms`` later) without new speech, that result is the final,
+so the end-of-turn -> final latency mostly disappears.
+
+Output order: events come out in stream order: ``SpeechStarted``, partials,
+``SpeechEnded``, the final ``Transcript``. A final is awaited in the background;
+events after it wait until it is done (so a consumer never sees turn k+1 before
+turn k's final). A partial that completes after its turn ended is discarded: the
+final supersedes it. Every turn gets a final, possibly with empty text (the turn
+was noise, or all phantom): consumers act on ``text``.
+
+Long turns use a rolling buffer: once the undecided part of the turn is longer
+than half the encoder window (``asr.chunk_length``), partials ask for word timings,
+the audio up to the end of the committed words is cut off, and the committed text
+becomes the prompt for the rest, so partial decodes stay window-sized.
+
+Telephone calls (``narrowband=True``, or 8 kHz frames) use ``vad.narrowband_threshold``:
+Silero is far less sure of speech in the phone band.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from voicebot.asr.commit import LocalAgreement, word_key
+from voicebot.asr.guards import clean_transcript
+from voicebot.asr.scheduler import AsrScheduler
+from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult
+from voicebot.audio.resample import StreamResampler
+from voicebot.config import Settings, VadSettings
+from voicebot.frames import AudioFrame, Frame, SpeechEnded, SpeechStarted, Transcript
+from voicebot.vad import Endpointer, EndpointerSettings, SileroVadModel, build_detector
+
+Pending = Frame | asyncio.Task[Transcript]
+
+
+def endpointer_settings(vad: VadSettings, narrowband: bool = False) -> EndpointerSettings:
+    """The endpointer's settings from the ``[vad]`` config section (telephone-band calls: lower threshold)."""
+    threshold = vad.narrowband_threshold if narrowband else vad.threshold
+    return EndpointerSettings(
+        detector=vad.detector, threshold=threshold, webrtc_aggressiveness=vad.webrtc_aggressiveness,
+        pre_roll_ms=vad.pre_roll_ms, min_speech_ms=vad.min_speech_ms, end_silence_ms=vad.end_silence_ms,
+        max_turn_s=vad.max_turn_s, energy_floor_dbfs=vad.energy_floor_dbfs,
+    )
+
+
+@dataclass
+class _Turn:
+    """The ongoing turn: where its audio starts, the commit state and the rolling-buffer cut."""
+
+    index: int
+    speech_start: float
+    audio_start: float  # stream time of the turn audio's first sample (pre-roll included)
+    agreement: LocalAgreement
+    cut_samples: int = 0  # audio before this was committed and cut off (rolling buffer)
+    frozen: list[str] = field(default_factory=list)  # words committed before the cut
+    next_partial_at: int = 0  # turn-audio sample count at which the next partial is due
+    partial_seq: int = 0
+    emitted_seq: int = -1
+    last_text: str = ""
+    silence_frames: int = 0  # analysed frames of trailing silence
+    speculation: asyncio.Task[TranscriptionResult | None] | None = None  # early final decode
+
+
+class StreamingRecognizer:
+    """One call's streaming ASR: ``push`` audio, get speech events and transcripts."""
+
+    def __init__(
+        self,
+        scheduler: AsrScheduler,
+        settings: Settings,
+        call_id: str,
+        vad_model: SileroVadModel | None = None,
+        *,
+        narrowband: bool | None = None,
+        endpointer: Endpointer | None = None,
+    ) -> None:
+        """``narrowband``: the caller's audio comes through a telephone channel (8 kHz); the VAD
+        then uses ``vad.narrowband_threshold``. ``None`` decides from the first frame's rate."""
+        self.scheduler = scheduler
+        self.settings = settings
+        self.call_id = call_id
+        self.narrowband = narrowband
+        self._vad_model = vad_model
+        self._own_endpointer = endpointer is None
+        asr = settings.asr
+        if endpointer is None:
+            endpointer = self._build_endpointer(bool(narrowband))
+        self.endpointer = endpointer
+        self._interval = max(1, asr.partial_interval_ms * ASR_SAMPLE_RATE // 1000)
+        self._min_partial = asr.min_partial_audio_ms * ASR_SAMPLE_RATE // 1000
+        self._window = max(2, asr.chunk_length) * ASR_SAMPLE_RATE
+        self._step = self.endpointer.detector.frame_samples
+        self._frame_ms = 1000.0 * self._step / ASR_SAMPLE_RATE
+        self._resampler: StreamResampler | None = None
+        self._turn: _Turn | None = None
+        self._turns = 0
+        self._out: deque[Pending] = deque()
+        self._partials: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.buffer_cuts = 0  # rolling-buffer cuts so far (observability, tests)
+        self.speculation = {"used": 0, "wasted": 0}  # early final decodes used / thrown away
+
+    @property
+    def in_speech(self) -> bool:
+        return self.endpointer.in_speech
+
+    def _build_endpointer(self, narrowband: bool) -> Endpointer:
+        ep_settings = endpointer_settings(self.settings.vad, narrowband)
+        return Endpointer(ep_settings, build_detector(ep_settings, self._vad_model))
+
+    # --- public API ---------------------------------------------------------------------
+
+    async def push(self, frame: AudioFrame) -> list[Frame]:
+        """Feed caller audio (16 kHz; other rates are resampled); returns the events ready now."""
+        if self._closed:
+            raise RuntimeError("StreamingRecognizer is closed")
+        if self.narrowband is None:
+            self.narrowband = frame.sample_rate <= 8000
+            if self.narrowband and self._own_endpointer:
+                self.endpointer = self._build_endpointer(True)  # nothing analysed yet
+        if frame.sample_rate != ASR_SAMPLE_RATE:
+            if self._resampler is None or self._resampler.src_rate != frame.sample_rate:
+                self._resampler = StreamResampler(frame.sample_rate, ASR_SAMPLE_RATE)
+            frame = AudioFrame(self._resampler.process(frame.pcm), ASR_SAMPLE_RATE, frame.t)
+        # Feed the endpointer one detector frame at a time so that at most one event
+        # comes out per step and the turn's audio start can be read right after it.
+        pcm = frame.pcm
+        for i in range(0, len(pcm), self._step):
+            piece = AudioFrame(pcm[i : i + self._step], ASR_SAMPLE_RATE, frame.t + i / ASR_SAMPLE_RATE)
+            analysed = self.endpointer.time
+            events = self.endpointer.process(piece)
+            for event in events:
+                self._on_event(event)
+            if not events and self.endpointer.time != analysed:
+                self._watch_silence()
+        self._maybe_partial()
+        return self._drain()
+
+    async def poll(self) -> list[Frame]:
+        """Events ready now, without new audio (finished partials, finals)."""
+        await asyncio.sleep(0)  # let finished background tasks deliver
+        return self._drain()
+
+    async def wait_partials(self) -> list[Frame]:
+        """Wait for the partial decodes in flight, then return what is ready (offline runs, tests)."""
+        if self._partials:
+            await asyncio.gather(*list(self._partials), return_exceptions=True)
+        return self._drain()
+
+    async def flush(self) -> list[Frame]:
+        """End of input: close an ongoing turn and wait for every pending result."""
+        for event in self.endpointer.flush():
+            self._on_event(event)
+        out = await self.wait_partials()
+        pending = [p for p in self._out if isinstance(p, asyncio.Task)]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return out + self._drain()
+
+    async def aclose(self) -> None:
+        """Hang-up: cancel everything in flight."""
+        self._closed = True
+        self.scheduler.cancel_partials(self.call_id)
+        tasks: list[asyncio.Task[Any]] = [*self._partials, *(p for p in self._out if isinstance(p, asyncio.Task))]
+        if self._turn is not None and self._turn.speculation is not None:
+            tasks.append(self._turn.speculation)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._out.clear()
+
+    # --- turns --------------------------------------------------------------------------
+
+    def _on_event(self, event: SpeechStarted | SpeechEnded) -> None:
+        if isinstance(event, SpeechStarted):
+            self._turns += 1
+            self._turn = _Turn(
+                index=self._turns, speech_start=event.t, audio_start=self.endpointer.turn_audio_start,
+                agreement=LocalAgreement(self.settings.asr.commit_agreement),
+                next_partial_at=max(self._min_partial, self._interval),
+            )
+            self._out.append(event)
+            return
+        turn = self._turn
+        self._turn = None
+        self.scheduler.cancel_partials(self.call_id)
+        self._out.append(event)
+        audio_start = turn.audio_start if turn is not None else event.start
+        audio = event.audio if event.audio is not None else np.zeros(0, dtype=np.int16)
+        early = turn.speculation if turn is not None else None
+        if early is not None:
+            self.speculation["used"] += 1
+        task = asyncio.create_task(self._final(event, audio, audio_start, early), name=f"asr-final-{self.call_id}")
+        self._out.append(task)
+
+    def _watch_silence(self) -> None:
+        """Speculative final: after ``asr.speculative_final_ms`` of trailing silence, decode the turn now.
+
+        The endpointer waits ``vad.end_silence_ms`` (600 ms) before it ends a turn; if
+        the caller stays silent, the final decoded 400 ms earlier is ready at once.
+        If they speak again, the early decode is cancelled (wasted work, not a wrong result).
+        """
+        turn = self._turn
+        wait_ms = self.settings.asr.speculative_final_ms
+        if turn is None or wait_ms <= 0 or not self.endpointer.in_speech:
+            return
+        if turn.speculation is None and self.scheduler.queued_finals > 0:
+            return  # the machine is behind: no work that may be thrown away
+        if self.endpointer.last_probability >= self.endpointer.settings.effective_neg_threshold:
+            turn.silence_frames = 0
+            if turn.speculation is not None:
+                turn.speculation.cancel()
+                turn.speculation = None
+                self.speculation["wasted"] += 1
+            return
+        turn.silence_frames += 1
+        if turn.speculation is None and turn.silence_frames * self._frame_ms >= wait_ms:
+            audio = self.endpointer.current_turn_audio()
+            turn.speculation = asyncio.create_task(
+                self.scheduler.transcribe(audio, call_id=self.call_id, final=True, offset=turn.audio_start)
+            )
+
+    async def _final(
+        self, event: SpeechEnded, audio: np.ndarray, audio_start: float,
+        early: asyncio.Task[TranscriptionResult | None] | None = None,
+    ) -> Transcript:
+        if early is not None:
+            result = await early  # the same turn audio (plus a few ms of silence), decoded early
+        else:
+            result = await self.scheduler.transcribe(audio, call_id=self.call_id, final=True, offset=audio_start)
+        if result is None:  # the scheduler was closed under us
+            return Transcript("", True, 0.0, (), event.start, event.t, "")
+        result = self._clean(result)
+        return Transcript(
+            text=result.text, is_final=True, confidence=result.confidence, words=result.words,
+            start=event.start, end=event.t, committed=result.text,
+        )
+
+    # --- partials -----------------------------------------------------------------------
+
+    def _maybe_partial(self) -> None:
+        turn = self._turn
+        if turn is None or not self.endpointer.in_speech:
+            return
+        audio = self.endpointer.current_turn_audio()
+        if len(audio) < turn.next_partial_at:
+            return
+        turn.next_partial_at = len(audio) + self._interval
+        window = audio[turn.cut_samples :]
+        # Ask for word timings once the buffer grows towards the window, so a cut is possible.
+        words = len(window) > self._window // 2
+        turn.partial_seq += 1
+        end_time = turn.audio_start + len(audio) / ASR_SAMPLE_RATE
+        task = asyncio.create_task(self._partial(turn, turn.partial_seq, window, end_time, words))
+        self._partials.add(task)
+        task.add_done_callback(self._partials.discard)
+
+    async def _partial(self, turn: _Turn, seq: int, window: np.ndarray, end_time: float, words: bool) -> None:
+        prompt = None
+        if turn.frozen:
+            prompt = f"{self.settings.asr.initial_prompt} {' '.join(turn.frozen[-40:])}".strip()
+        offset = turn.audio_start + turn.cut_samples / ASR_SAMPLE_RATE
+        cut_at_request = turn.cut_samples
+        result = await self.scheduler.transcribe(
+            window, call_id=self.call_id, final=False, offset=offset, initial_prompt=prompt,
+            word_timestamps=words or None,
+        )
+        # Drop results that are outdated: the turn ended, a newer partial was emitted,
+        # or the buffer was cut after this request was made.
+        if result is None or self._turn is not turn or seq <= turn.emitted_seq or cut_at_request != turn.cut_samples:
+            return
+        turn.emitted_seq = seq
+        result = self._clean(result)
+        if not result.text:
+            return  # nothing heard yet (or all phantom): no information, keep the commit state
+        update = turn.agreement.update(result.text.split())
+        committed = [*turn.frozen, *update.committed]
+        text = " ".join([*committed, *update.tentative])
+        if words and result.words:
+            self._cut(turn, result, len(update.committed))
+        if text == turn.last_text:
+            return
+        turn.last_text = text
+        self._out.append(
+            Transcript(
+                text=text, is_final=False, confidence=result.confidence, start=turn.speech_start, end=end_time,
+                committed=" ".join(committed),
+            )
+        )
+
+    def _cut(self, turn: _Turn, result: TranscriptionResult, n_committed: int) -> None:
+        """Rolling buffer: cut the audio after the last committed word with a known end time."""
+        if n_committed == 0 or not result.words:
+            return
+        # Timed words and text words may be split differently ("Willens-" + "Erklärung"):
+        # find the timed word where the committed text ends by comparing concatenated keys.
+        target = "".join(word_key(w) for w in turn.agreement.committed)
+        joined = ""
+        end: float | None = None
+        for w in result.words:
+            joined += word_key(w.text)
+            if joined == target:
+                end = w.end  # stream time
+                break
+            if len(joined) >= len(target):
+                return  # the timed words do not line up with the committed ones: no safe cut
+        if end is None:
+            return
+        cut = int(round((end - turn.audio_start) * ASR_SAMPLE_RATE))
+        if cut <= turn.cut_samples:
+            return
+        turn.frozen.extend(turn.agreement.committed)
+        turn.agreement.reset()
+        turn.cut_samples = cut
+        self.buffer_cuts += 1
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _clean(self, result: TranscriptionResult) -> TranscriptionResult:
+        asr = self.settings.asr
+        return clean_transcript(
+            result, no_speech_threshold=asr.no_speech_threshold, log_prob_threshold=asr.log_prob_threshold,
+            prompt=f"{asr.initial_prompt} {asr.hotwords}",
+        )
+
+    def _drain(self) -> list[Frame]:
+        """Pop the ready prefix of the output queue (a final still decoding blocks what follows)."""
+        out: list[Frame] = []
+        while self._out:
+            head = self._out[0]
+            if isinstance(head, asyncio.Task):
+                if not head.done():
+                    break
+                self._out.popleft()
+                if not head.cancelled() and head.exception() is None:
+                    out.append(head.result())
+                continue
+            self._out.popleft()
+            out.append(head)
+        return out
+
+
+async def run_stream(
+    recognizer: StreamingRecognizer,
+    pcm16k: np.ndarray,
+    *,
+    frame_ms: int = 20,
+    realtime: bool = False,
+    wait_partials: bool = True,
+) -> AsyncIterator[tuple[float, Frame]]:
+    """Stream a whole recording through ``recognizer``; yields ``(wall seconds, frame)``.
+
+    ``realtime`` paces frames at the speed of speech (a live caller). Otherwise
+    frames go in as fast as possible; with ``wait_partials`` every partial decode
+    is awaited before more audio goes in, so partials look as they would on a
+    machine that keeps up (deterministic, for tests and ``voicebot transcribe``).
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    step = ASR_SAMPLE_RATE * frame_ms // 1000
+    for i in range(0, len(pcm16k), step):
+        t = i / ASR_SAMPLE_RATE
+        if realtime:
+            delay = started + t - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        frames: Iterable[Frame] = await recognizer.push(AudioFrame(pcm16k[i : i + step], ASR_SAMPLE_RATE, t))
+        if wait_partials and not realtime:
+            frames = [*frames, *await recognizer.wait_partials()]
+        for f in frames:
+            yield loop.time() - started, f
+    for f in await recognizer.flush():
+        yield loop.time() - started, f
