@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from voicebot.config import Settings
 from voicebot.dialog.policy import CallPolicy, PolicyStep
 from voicebot.engines import Engines
 from voicebot.frames import AudioFrame, BotAudio, SpeechEnded, SpeechStarted, Transcript
 from voicebot.nlu.slots import extract_slots
-from voicebot.tts.bargein import is_backchannel
+from voicebot.tts.bargein import BargeInAction, BargeInController
 from voicebot.tts.playback import TtsPlayer
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,7 @@ class CallSession:
         self._poll_task: asyncio.Task[None] | None = None
         self._speech_task: asyncio.Task[None] | None = None
         self._timing = TurnTiming()
-        self._bargein_paused = False
-        self._speech_started_at: float | None = None
+        self.bargein = BargeInController(settings.tts.backchannel_max_ms)
         self._end_after_speech = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -143,33 +143,48 @@ class CallSession:
             await self._on_recognizer_frame(out, arrived)
         for out in await self.recognizer.poll():
             await self._on_recognizer_frame(out, arrived)
+        if self.player.playing and self.state == "bot":
+            # The early pause: per-frame voice probability, before the endpointer confirms a turn.
+            endpointer = self.recognizer.endpointer
+            await self._bargein(self.bargein.on_voice(endpointer.time, endpointer.last_probability))
+        await self._bargein(self.bargein.tick(self.recognizer.endpointer.time))
 
     async def _on_recognizer_frame(self, frame: Any, arrived: float) -> None:
         if isinstance(frame, SpeechStarted):
-            self._speech_started_at = arrived
             self._idle.clear()
             await self.emit(frame.to_event())
-            if self.player.playing and self.state == "bot":
-                # Barge-in: pause at once; the final transcript decides between resume (backchannel) and stop.
-                self.player.pause()
-                self._bargein_paused = True
-                await self.emit({"type": "bargein", "t": frame.t, "action": "paused"})
+            await self._bargein(self.bargein.on_speech_started(frame.t))
         elif isinstance(frame, SpeechEnded):
             self._timing = TurnTiming(endpoint=arrived)
             # The caller's last speech sample arrived end_silence_ms before the endpointer closed the turn.
             silence = self.settings.vad.end_silence_ms / 1000.0
             self._timing.speech_end = arrived - silence if self.realtime else arrived
             await self.emit(frame.to_event())
+            await self._bargein(self.bargein.on_speech_ended(frame.t, frame.start))
         elif isinstance(frame, Transcript):
+            action = self.bargein.on_transcript(frame.text, frame.is_final)
+            await self._bargein(action, frame.text)
             if frame.is_final:
                 self._timing.final = time.perf_counter()
                 event = frame.to_event()
                 event["latency_ms"] = self._timing.breakdown()["asr_ms"]
                 await self.emit(event)
+                if action is BargeInAction.RESUME:
+                    return  # a backchannel ("mhm", "ja") while the bot speaks: not a turn
                 self.record.transcript.append({"speaker": "caller", "text": frame.text, "t": frame.start})
                 await self._turns.put(frame)
             else:
                 await self.emit(frame.to_event())
+
+    async def _bargein(self, action: BargeInAction, text: str = "") -> None:
+        if action is BargeInAction.NONE or self.state != "bot":
+            return
+        self.player.apply(action)
+        t = round(self.recognizer.endpointer.time, 3)
+        event: dict[str, Any] = {"type": "bargein", "action": action.value, "t": t}
+        if text:
+            event["text"] = text
+        await self.emit(event)
 
     async def _poll_loop(self) -> None:
         """Collect decodes that finish while no audio arrives (a browser may send nothing during silence)."""
@@ -184,9 +199,9 @@ class CallSession:
             await self._on_recognizer_frame(out, time.perf_counter())
         await self.wait_idle()
 
-    async def wait_idle(self, timeout: float = 120.0) -> None:
+    async def wait_idle(self, limit_s: float = 120.0) -> None:
         """Wait until no turn is pending and the bot has finished speaking (for offline simulation)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             for out in await self.recognizer.poll():
                 await self._on_recognizer_frame(out, time.perf_counter())
@@ -199,7 +214,7 @@ class CallSession:
             if not busy:
                 return
             await asyncio.sleep(0.02)
-        raise TimeoutError(f"call {self.call_id}: not idle after {timeout} s")
+        raise TimeoutError(f"call {self.call_id}: not idle after {limit_s} s")
 
     async def take_over(self, agent_id: str) -> None:
         if self.state != "bot":
@@ -246,15 +261,6 @@ class CallSession:
                     self._idle.set()
 
     async def _handle_turn(self, transcript: Transcript) -> None:
-        if self._bargein_paused:
-            self._bargein_paused = False
-            short = (transcript.end - transcript.start) * 1000.0 <= self.settings.tts.backchannel_max_ms
-            if short and is_backchannel(transcript.text):
-                self.player.resume()
-                await self.emit({"type": "bargein", "action": "resumed", "text": transcript.text})
-                return
-            self.player.stop()
-            await self.emit({"type": "bargein", "action": "stopped", "text": transcript.text})
         if self.state != "bot" or not transcript.text.strip():
             return
         loop = asyncio.get_running_loop()
@@ -298,5 +304,9 @@ class CallSession:
 
     async def _play(self, text: str) -> None:
         await self.emit({"type": "bot.audio.start"})
-        result = await self.player.speak(text)
+        self.bargein.playback_started()
+        try:
+            result = await self.player.speak(text)
+        finally:
+            self.bargein.playback_finished()
         await self.emit({"type": "bot.audio.end", "completed": result.completed, "seconds": round(result.seconds, 3)})

@@ -1,0 +1,300 @@
+"""The triage policy, path by path, with real IntentPredictions built directly (the policy is pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicebot.config import REPO_ROOT
+from voicebot.dialog.domain import Domain, DomainError, load_domain
+from voicebot.dialog.policy import CallPolicy, PolicyStep, safety_escalation
+from voicebot.dialog.summary import spoken_date, spoken_digits, spoken_plate, spoken_time
+from voicebot.nlu.intent import IntentPrediction
+from voicebot.nlu.slots import extract_slots
+
+TODAY = dt.date(2026, 3, 2)  # a Monday
+
+
+@pytest.fixture(scope="module")
+def domain() -> Domain:
+    return load_domain(REPO_ROOT / "pipelines" / "default")
+
+
+def prediction(domain: Domain, label: str, confidence: float, decision: str = "",
+               **others: float) -> IntentPrediction:
+    """A calibrated prediction: ``label`` at ``confidence``, ``others`` as named, the rest spread evenly."""
+    labels = list(domain.intents)
+    probs = np.zeros(len(labels))
+    probs[labels.index(label)] = confidence
+    for name, p in others.items():
+        probs[labels.index(name)] = p
+    rest = [i for i, name in enumerate(labels) if name != label and name not in others]
+    probs[rest] = (1.0 - probs.sum()) / len(rest)
+    return IntentPrediction.from_probabilities(labels, probs, decision)
+
+
+def turn(policy: CallPolicy, domain: Domain, text: str, label: str = "sonstiges", confidence: float = 0.9,
+         decision: str = "", asr: float = 0.9, **others: float) -> PolicyStep:
+    return policy.on_turn(text, asr, prediction(domain, label, confidence, decision, **others),
+                          extract_slots(text, TODAY))
+
+
+def test_greeting_discloses_the_assistant_and_the_way_to_a_person(domain: Domain) -> None:
+    step = CallPolicy(domain, "c1").start()
+    assert step.action == "greet" and not step.end_call
+    assert "automatischen Assistenten" in step.say
+    assert "Wenn Sie jederzeit einen Mitarbeiter sprechen möchten, sagen Sie einfach 'Mitarbeiter'." in step.say
+
+
+def test_act_collects_the_slot_with_a_digit_read_back_then_routes(domain: Domain) -> None:
+    policy = CallPolicy(domain, "c2")
+    policy.start()
+    step = turn(policy, domain, "Ich habe eine Frage zu meiner Rechnung, der Betrag ist falsch.", "rechnung", 0.97,
+                "act")
+    assert step.action == "ask_slot" and "Rechnungsnummer" in step.say
+    assert step.intent is not None and step.intent.label == "rechnung"
+    step = turn(policy, domain, "Meine Kundennummer ist vier sieben eins eins.", "rechnung", 0.5)
+    assert step.action == "read_back"
+    assert "Kundennummer vier sieben eins eins" in step.say and step.say.endswith("Ist das richtig?")
+    step = turn(policy, domain, "Ja, genau.")
+    assert step.action == "route" and step.end_call and step.handoff is None
+    assert step.route is not None and (step.route.route, step.route.intent) == ("buchhaltung", "rechnung")
+    assert step.context is not None and step.context["slots"] == {"customer_number": "4711"}
+    assert step.context["slots_confirmed"] == ["customer_number"]
+    assert policy.state == "done"
+    assert turn(policy, domain, "Hallo?").action == "ended"
+
+
+def test_confirm_yes_accepts_the_intent(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Da stimmt was mit dem Geld nicht.", "rechnung", 0.6, "confirm")
+    assert step.action == "confirm" and step.say == "Es geht also um Ihre Rechnung, richtig?"
+    step = turn(policy, domain, "Ja, richtig.")
+    assert step.action == "ask_slot" and policy.intent_label == "rechnung"
+
+
+def test_confirm_no_then_second_failure_hands_over_with_everything(domain: Domain) -> None:
+    policy = CallPolicy(domain, "c3")
+    policy.start()
+    turn(policy, domain, "Es geht um meine Kundennummer vier vier zwei null eins acht.", "stammdaten", 0.55,
+         "confirm")
+    step = turn(policy, domain, "Nein.")
+    assert step.action == "reask" and policy.state == "concern"
+    step = turn(policy, domain, "Das ist schwer zu erklären.", "sonstiges", 0.7, "confirm")
+    assert step.action == "handoff" and step.end_call
+    assert step.handoff is not None and step.handoff.reason == "no_understanding"
+    assert step.route is not None and step.route.route == "mensch"
+    context = step.handoff.context
+    assert context["slots"] == {"customer_number": "442018"}
+    assert context["failures"] == 2
+    caller = [t["text"] for t in context["transcript"] if t["speaker"] == "caller"]
+    assert caller == ["Es geht um meine Kundennummer vier vier zwei null eins acht.", "Nein.",
+                      "Das ist schwer zu erklären."]
+    assert context["intent"]["alternatives"] and "summary" in context
+    sentences = [s for s in context["summary"].split(". ") if s]
+    assert 2 <= len(sentences) <= 4 and "Kundennummer 442018" in context["summary"]
+
+
+def test_no_followed_by_a_new_concern_is_handled(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Es geht um meinen Vertrag.", "beratung", 0.5, "confirm")
+    step = turn(policy, domain, "Nein, ich möchte meinen Vertrag kündigen.", "kuendigung", 0.96, "act")
+    assert step.action == "ask_slot" and policy.intent_label == "kuendigung"
+    assert "Vertrags" in step.say
+
+
+def test_unclear_confirmation_answer_asks_for_yes_or_no(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Wegen der Sache mit dem Paket.", "bestellung", 0.6, "confirm")
+    step = turn(policy, domain, "Hm, also wissen Sie.", "sonstiges", 0.4, "reask")
+    assert step.action == "confirm" and "ja oder nein" in step.say
+
+
+def test_low_confidence_reasks_once_then_hands_over(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Äh, ja, also, wegen dem Ding.", "technik", 0.3, "reask")
+    assert step.action == "reask" and step.handoff is None and not step.end_call
+    step = turn(policy, domain, "Na das von neulich.", "bestellung", 0.25, "reask")
+    assert step.action == "handoff" and step.handoff is not None
+    assert step.handoff.reason == "no_understanding"
+
+
+def test_sonstiges_is_never_acted_on(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Ich glaube, ich habe mich verwählt.", "sonstiges", 0.99, "act")
+    assert step.action == "reask"
+
+
+def test_default_thresholds_without_a_classifier_decision(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    assert turn(policy, domain, "Mein Router blinkt rot.", "technik", 0.95).action == "ask_slot"
+    policy = CallPolicy(domain)
+    assert turn(policy, domain, "Das Internet.", "technik", 0.6).action == "confirm"
+
+
+@pytest.mark.parametrize("label, wording", [
+    ("notfall", "1 1 2"),
+    ("seelsorge", "0800 111 0 111"),
+    ("mitarbeiter", "verbinde Sie mit einem Mitarbeiter"),
+])
+def test_safety_intents_escalate_at_once_even_at_low_confidence(domain: Domain, label: str, wording: str) -> None:
+    policy = CallPolicy(domain, "safe")
+    policy.start()
+    step = turn(policy, domain, "Bitte, es ist dringend.", label, 0.2, "reask")
+    assert step.action == "escalate" and step.end_call
+    assert wording in step.say
+    assert step.handoff is not None and step.handoff.reason == label
+    assert step.route is not None and step.route.route == "mensch"
+    assert step.intent is not None and step.intent.label == label
+    assert step.handoff.context["trigger"] == "intent"
+    if label == "seelsorge":
+        assert "0800 111 0 222" in step.say
+
+
+def test_safety_runner_up_escalates(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Mein Mann ist gestürzt und die Rechnung ist auch falsch.", "rechnung", 0.8,
+                "act", notfall=0.12)
+    assert step.action == "escalate" and step.handoff is not None and step.handoff.reason == "notfall"
+    assert step.handoff.context["trigger"] == "runner_up"
+    assert step.say.startswith("Ich verbinde Sie sofort") and "1 1 2" in step.say  # no presumed emergency
+
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Ich bin so allein.", "seelsorge", 0.97, "act")
+    assert step.say.startswith("Das klingt, als ginge es Ihnen") and "0800 111 0 111" in step.say
+
+
+def test_keyword_safety_net_overrides_a_confident_ordinary_intent(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Wegen der Rechnung, ehrlich gesagt will ich gar nicht mehr leben.", "rechnung",
+                0.97, "act")
+    assert step.action == "escalate" and step.handoff is not None and step.handoff.reason == "seelsorge"
+    assert step.handoff.context["trigger"] == "keyword"
+    assert "nicht mehr leben" in step.handoff.context["summary"]
+
+
+def test_keyword_net_mid_call_and_numbers_that_are_not_emergencies(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Mein Internet geht nicht.", "technik", 0.97, "act")
+    step = turn(policy, domain, "Die Kundennummer ist 112 45 78.", "notfall", 0.3)  # a number, not a 112 call
+    assert step.action == "read_back"
+    step = turn(policy, domain, "Ach, verbinden Sie mich einfach mit einem Mitarbeiter.", "technik", 0.5)
+    assert step.action == "escalate" and step.handoff is not None and step.handoff.reason == "mitarbeiter"
+
+
+def test_ordinary_mention_of_staff_does_not_escalate(domain: Domain) -> None:
+    label, _, _ = safety_escalation(domain, "Ihr Mitarbeiter war am Telefon sehr unfreundlich.",
+                                    prediction(domain, "reklamation", 0.95, "act"))
+    assert label is None
+    assert safety_escalation(domain, "Mitarbeiter!", prediction(domain, "sonstiges", 0.9))[0] == "mitarbeiter"
+    assert safety_escalation(domain, "Ich habe schon die 112 angerufen.", None)[0] == "notfall"
+
+
+def test_low_asr_confidence_asks_to_repeat_instead_of_guessing(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Ich hab ne Frage zur Rechnung.", "rechnung", 0.99, "act", asr=0.2)
+    assert step.action == "repeat" and policy.intent_label is None
+    step = turn(policy, domain, "", asr=0.0)
+    assert step.action == "repeat"
+    step = turn(policy, domain, "Rechnung.", "rechnung", 0.99, "act", asr=0.1)
+    assert step.action == "handoff" and step.handoff is not None and step.handoff.reason == "asr_failures"
+
+
+def test_low_asr_confidence_does_not_hide_an_emergency(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Notarzt, schnell!", "notfall", 0.4, asr=0.1)
+    assert step.action == "escalate"
+
+
+def test_read_back_correction_and_skip(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Ich will mein Abo kündigen.", "kuendigung", 0.98, "act")
+    step = turn(policy, domain, "Kundennummer vier sieben eins eins zwei.")
+    assert "vier sieben eins eins zwei" in step.say
+    step = turn(policy, domain, "Nein, vier sieben eins eins drei.")
+    assert step.action == "read_back" and "vier sieben eins eins drei" in step.say
+    assert policy.slots["customer_number"] == "47113"
+    step = turn(policy, domain, "Ja.")
+    assert step.action == "route" and step.route is not None and step.route.route == "kundenbindung"
+
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Ich habe eine Reklamation.", "reklamation", 0.98, "act")
+    step = turn(policy, domain, "Die weiß ich nicht.")
+    assert step.action == "route" and step.say.startswith("Kein Problem")
+    assert step.context is not None and step.context["missing"] == ["bestellnummer"]
+
+
+def test_slot_not_understood_is_asked_again_then_left_to_the_agent(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Mein WLAN geht nicht.", "technik", 0.98, "act")
+    step = turn(policy, domain, "Moment, ich suche.")
+    assert step.action == "ask_slot" and step.say.startswith("Entschuldigung")
+    step = turn(policy, domain, "Ach, keine Ahnung wo die ist.")
+    assert step.action == "route"
+
+
+def test_slots_said_with_the_concern_are_read_back_and_next_slot_asked(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Ich möchte einen Termin am nächsten Dienstag.", "termin", 0.97, "act")
+    assert step.action == "read_back" and "Datum Dienstag, der dritte März" in step.say
+    step = turn(policy, domain, "Ja.")
+    assert step.action == "ask_slot" and "Uhrzeit" in step.say
+    step = turn(policy, domain, "Um vierzehn Uhr dreißig.")
+    assert step.action == "read_back" and "vierzehn Uhr dreißig" in step.say
+    step = turn(policy, domain, "Genau.")
+    assert step.action == "route" and step.context is not None
+    assert step.context["slots"] == {"date": "2026-03-03", "time": "14:30"}
+
+
+def test_location_is_taken_as_free_text(domain: Domain) -> None:
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Mein Auto springt nicht an.", "pannenhilfe", 0.97, "act")
+    step = turn(policy, domain, "Ich stehe auf der A sieben kurz vor Hannover.")
+    assert step.action == "read_back" and "Standort auf der A sieben kurz vor Hannover" in step.say
+    step = turn(policy, domain, "Ja, genau.")
+    assert step.route is not None and step.route.route == "pannendienst"
+    assert step.context is not None and step.context["priority"] is True
+
+
+def test_spoken_read_backs() -> None:
+    assert spoken_digits("4711") == "vier sieben eins eins"
+    assert spoken_digits("A-0815") == "A null acht eins fünf"
+    assert spoken_plate("M-AB 1234") == "M, A B, eins zwei drei vier"
+    assert spoken_date("2026-03-03") == "Dienstag, der dritte März"
+    assert spoken_time("14:30") == "vierzehn Uhr dreißig" and spoken_time("01:00") == "ein Uhr"
+
+
+def test_domain_errors_name_the_problem(tmp_path: Path) -> None:
+    source = (REPO_ROOT / "pipelines" / "default" / "domain.toml").read_text(encoding="utf-8")
+    (tmp_path / "domain.toml").write_text(source.replace('route = "buchhaltung"', 'route = "buchhaltungg"'),
+                                          encoding="utf-8")
+    with pytest.raises(DomainError, match="buchhaltungg"):
+        load_domain(tmp_path)
+    with pytest.raises(DomainError, match="not found"):
+        load_domain(tmp_path / "nowhere")
+
+
+def test_knowledge_base_has_answers_for_every_intent(domain: Domain) -> None:
+    assert set(domain.kb) == set(domain.intents)
+    assert all(3 <= len(answers) <= 5 for answers in domain.kb.values())
+    assert all(spec.next_steps for spec in domain.intents.values())
