@@ -248,9 +248,10 @@ class CallSession:
     # ----------------------------------------------------------------- turns
     async def _turn_loop(self) -> None:
         while True:
-            transcript = await self._turns.get()
-            if transcript is None:
+            first = await self._turns.get()
+            if first is None:
                 return
+            transcript = await self._collect_turn(first)
             try:
                 await self._handle_turn(transcript)
             except Exception as exc:  # noqa: BLE001 - one bad turn must not end the call
@@ -259,6 +260,36 @@ class CallSession:
             finally:
                 if self._turns.empty() and not self.recognizer.in_speech:
                     self._idle.set()
+
+    async def _collect_turn(self, first: Transcript) -> Transcript:
+        """Merge finals of one concern said with pauses ("Meine Bestellung fehlt. ... Sie sollte
+        letzte Woche kommen."): while the caller is speaking again before the bot has answered,
+        wait for that part too, so the concern is one turn and not two."""
+        parts = [first]
+        deadline = time.monotonic() + self.settings.vad.max_turn_s
+        while time.monotonic() < deadline:
+            if not self._turns.empty():
+                following = self._turns.get_nowait()
+                if following is None:
+                    self._turns.put_nowait(None)  # the call is ending: answer what we have
+                    break
+                parts.append(following)
+                continue
+            if not self.recognizer.in_speech:
+                break
+            await asyncio.sleep(0.02)
+        if len(parts) == 1:
+            return first
+        texts = [p.text.strip() for p in parts if p.text.strip()]
+        spoken = [p for p in parts if p.text.strip()] or parts
+        return Transcript(
+            text=" ".join(texts),
+            is_final=True,
+            confidence=min(p.confidence for p in spoken),
+            words=tuple(w for p in parts for w in p.words),
+            start=parts[0].start,
+            end=parts[-1].end,
+        )
 
     async def _handle_turn(self, transcript: Transcript) -> None:
         if self.state != "bot" or not transcript.text.strip():
