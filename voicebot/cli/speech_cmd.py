@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_transcribe(args: argparse.Namespace, settings: Settings) -> int:
-    from voicebot.asr.transcriber import ASR_SAMPLE_RATE, Transcriber
+    from voicebot.asr.factory import make_transcriber
+    from voicebot.asr.transcriber import ASR_SAMPLE_RATE
     from voicebot.audio.errors import AudioError
     from voicebot.eval.asr import load_vad_model, prepare_audio
 
@@ -43,7 +44,7 @@ def cmd_transcribe(args: argparse.Namespace, settings: Settings) -> int:
         print(f"voicebot: error: {exc}", file=sys.stderr)
         return 1
     started = time.perf_counter()
-    transcriber = Transcriber(settings.asr, settings.models).load()
+    transcriber = make_transcriber(settings).load()  # asr.backend: ctranslate2 | torch | auto
     vad_model = load_vad_model(settings)
     load_seconds = time.perf_counter() - started
     printer = None if args.json else _print_event

@@ -144,13 +144,13 @@ def evaluate_asr(
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation; returns ``n, wer, cer, rtf, items`` and the details."""
-    from voicebot.asr.transcriber import Transcriber
+    from voicebot.asr.factory import make_transcriber
 
     items = load_asr_manifest(manifest, limit)
     if not items:
         raise ValueError(f"{manifest}: no items")
     t0 = time.perf_counter()
-    transcriber = Transcriber(settings.asr, settings.models).load()
+    transcriber = make_transcriber(settings).load()  # asr.backend: ctranslate2 | torch | auto
     vad_model = None if raw else load_vad_model(settings)
     load_seconds = time.perf_counter() - t0
     audios = [prepare_audio(item.audio, channel) for item in items]
