@@ -43,14 +43,20 @@ import torch
 import torch.nn.functional as F
 
 from voicebot.asr import word_align
-from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult, to_float32
+from voicebot.asr.transcriber import (  # one window rule for every backend
+    ASR_SAMPLE_RATE,
+    NATIVE_WINDOW_S,
+    WINDOW_MARGIN_S,
+    TranscriptionResult,
+    batch_samples,
+    encoder_window_s,
+    to_float32,
+)
 from voicebot.config import AsrSettings, ModelSettings
 from voicebot.frames import Word
 from voicebot.models.registry import resolve_model_dir
 from voicebot.models.whisper_convert import WhisperTokens, non_speech_token_ids, whisper_tokens
 
-NATIVE_WINDOW_S = 30
-WINDOW_MARGIN_S = 0.5  # same rule as the CTranslate2 engine
 MAX_TOKENS_PER_S = 12  # generation cap per second of audio: bounds a runaway repetition loop
 ENCODER_BATCH = 128
 REPEAT_NGRAM, LOOP_GUARD_BELOW_S = 8, 10  # a repeated 8-token run ends an item in a window < 10 s
@@ -151,7 +157,7 @@ class TorchTranscriber:
 
     def window_for(self, duration: float) -> int:
         """Encoder window (s) for one utterance: ``max(min_window_s, ceil(duration + 0.5))``, at most 30."""
-        return min(NATIVE_WINDOW_S, max(self.min_window_s, math.ceil(duration + WINDOW_MARGIN_S)))
+        return encoder_window_s(duration, self.min_window_s)
 
     def prompt_ids(self, initial_prompt: str | None) -> list[int]:
         """The decoder prefix; the <|startoftranscript|> sequence is always its last four tokens."""
@@ -190,11 +196,7 @@ class TorchTranscriber:
         Results equal one-at-a-time calls'. ``decode_seconds`` is the whole batch's wall time."""
         if not audios:
             return []
-        offsets = list(offsets) if offsets is not None else [0.0] * len(audios)
-        samples = [to_float32(a) for a in audios]
-        durations = [len(s) / ASR_SAMPLE_RATE for s in samples]
-        if max(durations) + WINDOW_MARGIN_S > NATIVE_WINDOW_S:
-            raise ValueError("transcribe_batch takes utterances up to 29.5 s; use transcribe() for longer audio")
+        samples, durations, offsets = batch_samples(audios, offsets)
         windows = [self.window_for(d) for d in durations]
         started = time.perf_counter()
         with self._lock, torch.inference_mode():

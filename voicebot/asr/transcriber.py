@@ -81,6 +81,24 @@ class TranscriptionResult:
         return base * (1.0 - 0.5 * self.no_speech_prob)
 
 
+def encoder_window_s(duration: float, min_window_s: int) -> int:
+    """Encoder window (seconds) for an utterance: ``min_window_s`` for turns that fit, else just
+    long enough, capped at Whisper's native 30 s. Shared by every ASR backend."""
+    limit = min(NATIVE_WINDOW_S, max(1, min_window_s))
+    return min(NATIVE_WINDOW_S, max(limit, math.ceil(duration + WINDOW_MARGIN_S)))
+
+
+def batch_samples(
+    audios: Sequence[np.ndarray], offsets: Sequence[float] | None
+) -> tuple[list[np.ndarray], list[float], list[float]]:
+    """Float32 samples, durations and offsets of a batch; every item must fit one window."""
+    samples = [to_float32(a) for a in audios]
+    durations = [len(x) / ASR_SAMPLE_RATE for x in samples]
+    if max(durations) + WINDOW_MARGIN_S > NATIVE_WINDOW_S:
+        raise ValueError("transcribe_batch takes utterances up to 29.5 s; use transcribe() for longer audio")
+    return samples, durations, list(offsets) if offsets is not None else [0.0] * len(audios)
+
+
 def to_float32(pcm: np.ndarray) -> np.ndarray:
     if pcm.dtype == np.int16:
         return pcm.astype(np.float32) / 32768.0
@@ -151,8 +169,7 @@ class Transcriber:
         whisper-base loop and drift (measured on the shared German set: WER 0.18
         at 30 s, 0.19 at 10 s, 0.20 at 8 s, 0.28 at 5 s, 0.70+ at 2-3 s).
         """
-        limit = min(NATIVE_WINDOW_S, max(1, self.settings.chunk_length))
-        return min(NATIVE_WINDOW_S, max(limit, math.ceil(duration + WINDOW_MARGIN_S)))
+        return encoder_window_s(duration, self.settings.chunk_length)
 
     def transcribe(
         self,
@@ -190,11 +207,7 @@ class Transcriber:
         """
         if not audios:
             return []
-        offsets = list(offsets) if offsets is not None else [0.0] * len(audios)
-        samples = [to_float32(a) for a in audios]
-        durations = [len(s) / ASR_SAMPLE_RATE for s in samples]
-        if max(durations) + WINDOW_MARGIN_S > NATIVE_WINDOW_S:
-            raise ValueError("transcribe_batch takes utterances up to 30 s; use transcribe() for longer audio")
+        samples, durations, offsets = batch_samples(audios, offsets)
         window = max(self.window_for(d) for d in durations)
         beam = beam_size or self.settings.final_beam_size
         prompt_text = self.settings.initial_prompt if initial_prompt is None else initial_prompt
