@@ -105,7 +105,6 @@ class CallSession:
         self._speech_task: asyncio.Task[None] | None = None
         self._timing = TurnTiming()
         self.bargein = BargeInController(settings.tts.backchannel_max_ms)
-        self._end_after_speech = False
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -324,8 +323,8 @@ class CallSession:
             self.record.transcript.append({"speaker": "bot", "text": step.say})
             await self.emit({"type": "bot.utterance", "text": step.say, "action": step.action})
             await self._speak(step.say)
-        if step.end_call:
-            self._end_after_speech = True
+        # step.end_call is not acted on here yet: the transport (or the agent) ends the call, so a
+        # routed caller is never cut off by the bot before the transfer happens.
 
     async def _speak(self, text: str) -> None:
         if self._speech_task is not None and not self._speech_task.done():
