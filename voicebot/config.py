@@ -4,6 +4,12 @@ Environment overrides use ``VOICEBOT_<SECTION>__<KEY>`` (e.g.
 ``VOICEBOT_ASR__BEAM_SIZE=1``), plus ``VOICEBOT_MODELS_DIR`` as a shorthand
 for ``models.dir``. Settings are passed explicitly to whoever needs them;
 nothing here is a global.
+
+The sections are frozen dataclasses (so ``dataclasses.replace`` keeps working);
+every value from a file or the environment is validated by pydantic against the
+field's type: ``VOICEBOT_STORE__REDACT_PII=ture`` or ``asr.backend = "cuda"``
+fail at start with one line naming the setting, instead of silently becoming
+``False`` or failing deep inside an engine.
 """
 
 from __future__ import annotations
@@ -11,10 +17,19 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from functools import cache
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Annotated, Any, Literal, Mapping
+
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A path from a file or the environment: "~" expanded.
+UserPath = Annotated[Path, AfterValidator(lambda p: p.expanduser())]
+Positive = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[int, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 def default_models_dir() -> Path:
@@ -23,23 +38,23 @@ def default_models_dir() -> Path:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    dir: Path = field(default_factory=default_models_dir)
-    registry: Path = REPO_ROOT / "models" / "registry.toml"
+    dir: UserPath = field(default_factory=default_models_dir)
+    registry: UserPath = REPO_ROOT / "models" / "registry.toml"
 
 
 @dataclass(frozen=True)
 class AsrSettings:
     # A registry name ("whisper-base") or a path to any CTranslate2 Whisper directory.
     model: str = "whisper-base"
-    backend: str = "ctranslate2"  # ctranslate2 | torch | auto
-    device: str = "cpu"  # cpu | cuda | auto
-    compute_type: str = "int8"  # int8 on CPU, float16 on CUDA
-    cpu_threads: int = 2
+    backend: Literal["ctranslate2", "torch", "auto"] = "ctranslate2"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: Literal["int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32", "default"] = "int8"  # int8 on CPU, float16 on CUDA
+    cpu_threads: Positive = 2
     language: str = "de"
-    beam_size: int = 1
-    final_beam_size: int = 5
+    beam_size: Positive = 1
+    final_beam_size: Positive = 5
     # Whisper pads every call to 30 s; short windows are the main latency lever.
-    chunk_length: int = 10
+    chunk_length: Annotated[int, Field(ge=1, le=30)] = 10
     initial_prompt: str = (
         "Kundenservice-Telefonat auf Deutsch: Kundennummer, Rechnung, Bestellung, Kündigung, "
         "Reklamation, Termin, Panne, Schaden, Router, Mitarbeiter."
@@ -50,11 +65,11 @@ class AsrSettings:
     partial_interval_ms: int = 400
     min_partial_audio_ms: int = 600
     # LocalAgreement-n: text is committed once n consecutive partial hypotheses agree on it.
-    commit_agreement: int = 2
+    commit_agreement: Positive = 2
     # Scheduler: a queued partial older than this is dropped (the caller has moved on).
     partial_max_age_ms: int = 1000
     # Scheduler: most requests decoded in one CTranslate2 batch (1 = no batching).
-    max_batch: int = 1
+    max_batch: Positive = 1
     # Start the final decode after this much trailing silence, before the endpointer
     # declares the turn over (vad.end_silence_ms); used if the caller stays silent. 0 = off.
     speculative_final_ms: int = 200
@@ -62,9 +77,9 @@ class AsrSettings:
 
 @dataclass(frozen=True)
 class VadSettings:
-    detector: str = "silero"  # silero | webrtc
-    threshold: float = 0.5
-    webrtc_aggressiveness: int = 2
+    detector: Literal["silero", "webrtc"] = "silero"
+    threshold: Probability = 0.5
+    webrtc_aggressiveness: Annotated[int, Field(ge=0, le=3)] = 2
     pre_roll_ms: int = 300
     min_speech_ms: int = 200
     end_silence_ms: int = 600
@@ -74,7 +89,7 @@ class VadSettings:
     # ~1.0; with the wideband threshold whole turns go unheard. Used for narrowband calls
     # (StreamingRecognizer(narrowband=True), or 8 kHz frames): streaming WER on the
     # shared set through the phone channel 0.34 -> 0.24.
-    narrowband_threshold: float = 0.3
+    narrowband_threshold: Probability = 0.3
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,7 @@ class TtsSettings:
     voice: str = "pico-de"  # a registry name (pico-de, piper-joe-en) or a path to a piper .onnx voice
     piper_volume: float = 0.8
     length_scale: float = 1.0
-    frame_ms: int = 20
+    frame_ms: Positive = 20
     backchannel_max_ms: int = 600  # caller speech shorter than this during playback is a backchannel
 
 
@@ -91,8 +106,8 @@ class NluSettings:
     encoder: str = "e5-small"  # a registry name or a path to a Hugging Face encoder checkpoint
     intent_model: str = "intent-e5"  # trained artefact dir under models.dir, or a path
     fallback: str = "intent-ngram"
-    threads: int = 2
-    device: str = "cpu"  # cpu | cuda | auto (inference; training picks CUDA itself when present)
+    threads: Positive = 2
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # cpu | cuda | auto (inference; training picks CUDA itself when present)
     # Decision thresholds are fitted at training time for this target precision
     # and stored in the artefact's calibration.json.
     target_precision: float = 0.97
@@ -119,23 +134,23 @@ class NluSettings:
 
 @dataclass(frozen=True)
 class DialogSettings:
-    domain: Path = REPO_ROOT / "pipelines" / "default"
+    domain: UserPath = REPO_ROOT / "pipelines" / "default"
 
 
 @dataclass(frozen=True)
 class StoreSettings:
-    path: Path = REPO_ROOT / "var" / "calls.sqlite3"
+    path: UserPath = REPO_ROOT / "var" / "calls.sqlite3"
     redact_pii: bool = True
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: Annotated[int, Field(ge=0, le=65535)] = 8765
     # Comma-separated agent tokens; empty means "generate one at start and print it".
     agent_tokens: str = ""
     max_frame_bytes: int = 64000
-    max_calls: int = 64
+    max_calls: Positive = 64
     # Mask personal data in what agents see (the store has its own switch, store.redact_pii).
     redact_agent_view: bool = True
     # Per-connection bounded send queue (messages); a client that lets it fill up is dropped.
@@ -174,25 +189,23 @@ class SettingsError(ValueError):
     """A config file or environment variable names an unknown key or a bad value."""
 
 
-def _coerce(value: Any, target: Any, where: str) -> Any:
-    try:
-        if target is bool:
-            if isinstance(value, str):
-                return value.strip().lower() in {"1", "true", "yes", "on"}
-            return bool(value)
-        if target is Path:
-            return Path(value).expanduser()
-        if target in (int, float, str):
-            return target(value)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"{where}: cannot read {value!r} as {target.__name__}") from exc
-    return value
+@cache
+def _adapter(section_type: type) -> TypeAdapter[Any]:
+    return TypeAdapter(section_type)
+
+
+def _one_line(exc: ValidationError, where: str, values: Mapping[str, Any]) -> str:
+    """The first validation problem as one line: where, which key, what was given, what is wanted."""
+    err = exc.errors(include_url=False)[0]
+    key = ".".join(str(part) for part in err["loc"])
+    given = values.get(str(err["loc"][0]), err.get("input")) if err["loc"] else err.get("input")
+    return f"{where}.{key}: {given!r} is not valid: {err['msg']}"
 
 
 def _apply(section: Any, values: Mapping[str, Any], where: str) -> Any:
-    hints = get_type_hints(type(section))
     known = {f.name for f in fields(section)}
-    updates: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
             raise SettingsError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
@@ -200,10 +213,16 @@ def _apply(section: Any, values: Mapping[str, Any], where: str) -> Any:
         if is_dataclass(current):
             if not isinstance(value, Mapping):
                 raise SettingsError(f"{where}.{key}: expected a table")
-            updates[key] = _apply(current, value, f"{where}.{key}")
+            nested[key] = _apply(current, value, f"{where}.{key}")
         else:
-            updates[key] = _coerce(value, hints[key], f"{where}.{key}")
-    return replace(section, **updates)
+            scalars[key] = value
+    if not scalars:
+        return replace(section, **nested)
+    merged = {f.name: getattr(section, f.name) for f in fields(section)} | nested | scalars
+    try:
+        return _adapter(type(section)).validate_python(merged)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc, where, scalars)) from None
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
