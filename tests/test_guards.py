@@ -110,3 +110,17 @@ def test_prompt_echo_is_blanked_only_when_unsure() -> None:
     assert echo.text == "" and echo.guard == ("prompt_echo",)
     said = clean_transcript(result("Rechnung, Termin.", p=0.9), prompt=prompt)
     assert said.text == "Rechnung, Termin."
+
+
+def test_unsure_prompt_sentence_appended_to_real_speech_is_cut() -> None:
+    prompt = "Kundenservice-Telefonat auf Deutsch: Kundennummer, Rechnung, Reklamation, Termin, Router."
+    speech = [Word(w, i * 0.3, i * 0.3 + 0.25, 0.9) for i, w in enumerate("Direkt an der Autobahn zu tanken.".split())]
+    echo = [Word(w, 3 + i * 0.3, 3.25 + i * 0.3, 0.2) for i, w in enumerate("Kündungs-Telefonat auf Deutsch.".split())]
+    words = tuple(speech + echo)
+    raw = TranscriptionResult(" ".join(w.text for w in words), words, -0.5, 0.05, 4.0, 0.1)
+    cleaned = clean_transcript(raw, prompt=prompt)
+    assert cleaned.text == "Direkt an der Autobahn zu tanken." and cleaned.guard == ("prompt_echo",)
+    # The same sentence said with confidence is the caller's.
+    sure = tuple(speech + [Word(w.text, w.start, w.end, 0.9) for w in echo])
+    kept = TranscriptionResult(" ".join(w.text for w in sure), sure, -0.3, 0.05, 4.0, 0.1)
+    assert clean_transcript(kept, prompt=prompt).text == kept.text

@@ -12,7 +12,7 @@ import pytest
 
 from voicebot.asr.commit import LocalAgreement
 from voicebot.asr.scheduler import AsrScheduler
-from voicebot.asr.streaming import StreamingRecognizer, run_stream
+from voicebot.asr.streaming import MIN_PRE_ROLL_MS, StreamingRecognizer, run_stream
 from voicebot.audio.io import load_for_asr
 from voicebot.eval.metrics import wer
 from voicebot.frames import SpeechEnded, SpeechStarted, Transcript
@@ -121,7 +121,8 @@ async def test_real_german_clips_stream_to_accurate_finals(transcriber, settings
         assert final.words and 0.0 < final.confidence <= 1.0
         started = next(f for f in frames if isinstance(f, SpeechStarted))
         ended = next(f for f in frames if isinstance(f, SpeechEnded))
-        assert started.t - 0.4 <= final.words[0].start and final.words[-1].end <= ended.t + 0.6
+        # Words may begin inside the pre-roll (the VAD hears speech late; the pre-roll keeps its start).
+        assert started.t - MIN_PRE_ROLL_MS / 1000 <= final.words[0].start and final.words[-1].end <= ended.t + 0.6
         refs.append(item["text"])
         hyps.append(" ".join(f.text for f in finals))
     assert wer(refs, hyps) <= 0.25, list(zip(refs, hyps, strict=True))

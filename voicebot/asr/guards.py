@@ -24,6 +24,7 @@ Everything works on the word list, so word timings stay aligned with the text.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 
@@ -60,6 +61,9 @@ HARD_LOGPROB_FLOOR = -1.6
 UNSURE_CONFIDENCE = 0.5
 # Share of words that must come from the prompt for a prompt echo.
 PROMPT_ECHO_SHARE = 0.8
+# The same for one unsure sentence of a longer transcript (its sub-words, so a garbled
+# "Kündungs-Telefonat auf Deutsch" still counts as the prompt's "Kundenservice-Telefonat auf Deutsch").
+SENTENCE_ECHO_SHARE = 0.7
 
 _PHANTOM_RE = re.compile("|".join(f"(?:{p})" for p in PHANTOM_PATTERNS))
 _WEAK = frozenset(WEAK_PHANTOMS)
@@ -168,6 +172,23 @@ def is_prompt_echo(words: list[Word], prompt: str) -> bool:
     return sum(k in vocabulary for k in keys) >= PROMPT_ECHO_SHARE * len(keys)
 
 
+def remove_prompt_echo_sentences(words: list[Word], prompt: str) -> list[Word]:
+    """Drop unsure sentences made (almost) only of prompt words: Whisper appending its prompt to real speech
+    ("Direkt an der Autobahn zu tanken. Kündungs-Telefonat auf Deutsch."). Needs word probabilities."""
+    vocabulary = set(_key(prompt).split())
+    if not vocabulary:
+        return words
+    kept: list[Word] = []
+    for sentence in _sentences(words):
+        keys = _key(" ".join(w.text for w in sentence)).split()
+        probs = [max(w.probability, 1e-6) for w in sentence]
+        sure = math.exp(sum(math.log(p) for p in probs) / len(probs)) >= UNSURE_CONFIDENCE
+        if len(keys) >= 3 and not sure and sum(k in vocabulary for k in keys) >= SENTENCE_ECHO_SHARE * len(keys):
+            continue
+        kept.extend(sentence)
+    return kept
+
+
 def clean_transcript(
     result: TranscriptionResult,
     *,
@@ -195,6 +216,11 @@ def clean_transcript(
         words, reasons = [], ["no_speech"]
     if words and prompt and result.confidence < UNSURE_CONFIDENCE and is_prompt_echo(words, prompt):
         words, reasons = [], ["prompt_echo"]
+    if words and prompt and result.words:
+        cleaned = remove_prompt_echo_sentences(words, prompt)
+        if len(cleaned) != len(words):
+            reasons.append("prompt_echo")
+        words = cleaned
     if words:
         cleaned = remove_phantoms(words)
         if len(cleaned) != len(words):

@@ -29,7 +29,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -86,7 +86,10 @@ class AsrScheduler:
         prioritize: bool = True,
         adaptive_beam: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        executor: Executor | None = None,
     ) -> None:
+        """``executor``: run decodes on this (shared) executor instead of a thread of our own;
+        the scheduler still decodes one batch at a time, so it never holds more than one worker."""
         self.transcriber = transcriber
         self.settings = settings or getattr(transcriber, "settings", None) or AsrSettings()
         self.max_batch = max(1, max_batch if max_batch is not None else self.settings.max_batch)
@@ -105,7 +108,8 @@ class AsrScheduler:
         self._partials: OrderedDict[str, _Request] = OrderedDict()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._shared_executor = executor
+        self._executor: Executor | None = executor
         self._stats = {"final": _KindStats(), "partial": _KindStats()}
         self._busy_seconds = 0.0
         self._audio_seconds = 0.0
@@ -120,7 +124,8 @@ class AsrScheduler:
     async def start(self) -> AsrScheduler:
         if self._worker is None:
             self._wakeup = asyncio.Event()
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+            if self._shared_executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
             self._started_at = self._clock()
             self._worker = asyncio.create_task(self._run(), name="asr-scheduler")
         return self
@@ -139,7 +144,7 @@ class AsrScheduler:
                 req.future.set_result(None)
         self._finals.clear()
         self._partials.clear()
-        if self._executor is not None:
+        if self._executor is not None and self._shared_executor is None:
             self._executor.shutdown(wait=True)
             self._executor = None
 

@@ -29,6 +29,14 @@ becomes the prompt for the rest, so partial decodes stay window-sized.
 
 Telephone calls (``narrowband=True``, or 8 kHz frames) use ``vad.narrowband_threshold``:
 Silero is far less sure of speech in the phone band.
+
+Nothing of a turn is lost at its edges: every turn keeps at least ``MIN_PRE_ROLL_MS`` of
+audio before the VAD onset (the detector hears speech late, most of all in the phone
+band: see ``voicebot.eval.vad_onset``) and the endpointer's post-roll after it; finals
+are decoded in Whisper's native 30 s window (``asr.final_chunk_length``); a turn longer
+than ``vad.max_turn_s`` is cut by the endpointer at a pause and goes on as the next turn,
+so no word is split between two decodes. ``guard_log`` records every final the
+hallucination guards changed (the evaluation counts false blanks on real speech).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import numpy as np
 from voicebot.asr.commit import LocalAgreement, word_key
 from voicebot.asr.guards import clean_transcript
 from voicebot.asr.scheduler import AsrScheduler
+from voicebot.asr.timing import clamp_first_word
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult
 from voicebot.audio.resample import StreamResampler
 from voicebot.config import Settings, VadSettings
@@ -54,14 +63,32 @@ from voicebot.vad import Endpointer, EndpointerSettings, SileroVadModel, build_d
 Pending = Frame | asyncio.Task[Transcript]
 
 
+# The least pre-roll a turn gets. Measured (python -m voicebot.eval.vad_onset, 270 clips of
+# speech-de + speech-de-more): the detector's speech onset comes after the start of speech by
+# p50/p90/p99 24/414/952 ms wideband (Silero 0.5) and 120/664/1226 ms through the phone line
+# (Silero 0.3); with 300 ms of pre-roll 13% (wideband) and 29% (telephone) of turns started
+# after the first sound of speech. Leading silence costs Whisper nothing; a clipped first word is lost.
+MIN_PRE_ROLL_MS = 1000
+
+
 def endpointer_settings(vad: VadSettings, narrowband: bool = False) -> EndpointerSettings:
     """The endpointer's settings from the ``[vad]`` config section (telephone-band calls: lower threshold)."""
     threshold = vad.narrowband_threshold if narrowband else vad.threshold
     return EndpointerSettings(
         detector=vad.detector, threshold=threshold, webrtc_aggressiveness=vad.webrtc_aggressiveness,
-        pre_roll_ms=vad.pre_roll_ms, min_speech_ms=vad.min_speech_ms, end_silence_ms=vad.end_silence_ms,
+        pre_roll_ms=max(vad.pre_roll_ms, MIN_PRE_ROLL_MS), min_speech_ms=vad.min_speech_ms,
+        end_silence_ms=vad.end_silence_ms,
         max_turn_s=vad.max_turn_s, energy_floor_dbfs=vad.energy_floor_dbfs,
     )
+
+
+@dataclass(frozen=True)
+class GuardEvent:
+    """A final the hallucination guards changed: which turn, why, and the text before (measuring false blanks)."""
+
+    turn: int
+    reasons: tuple[str, ...]
+    before: str
 
 
 @dataclass
@@ -80,6 +107,7 @@ class _Turn:
     last_text: str = ""
     silence_frames: int = 0  # analysed frames of trailing silence
     speculation: asyncio.Task[TranscriptionResult | None] | None = None  # early final decode
+    speculation_samples: int = 0  # turn audio the early decode covers
 
 
 class StreamingRecognizer:
@@ -120,6 +148,10 @@ class StreamingRecognizer:
         self._closed = False
         self.buffer_cuts = 0  # rolling-buffer cuts so far (observability, tests)
         self.speculation = {"used": 0, "wasted": 0}  # early final decodes used / thrown away
+        # Set when a background decode finishes: its frames are ready for ``poll()``, so a
+        # caller can wait on this instead of polling on a timer.
+        self.results_ready = asyncio.Event()
+        self.guard_log: list[GuardEvent] = []  # finals the guards changed (observability, eval)
 
     @property
     def in_speech(self) -> bool:
@@ -168,6 +200,12 @@ class StreamingRecognizer:
             await asyncio.gather(*list(self._partials), return_exceptions=True)
         return self._drain()
 
+    def end_turn(self) -> list[Frame]:
+        """Close the ongoing turn now (the end-of-turn models decided); its final follows as usual."""
+        for event in self.endpointer.end_turn():
+            self._on_event(event)
+        return self._drain()
+
     async def flush(self) -> list[Frame]:
         """End of input: close an ongoing turn and wait for every pending result."""
         for event in self.endpointer.flush():
@@ -192,6 +230,9 @@ class StreamingRecognizer:
                 await task
         self._out.clear()
 
+    def _notify(self, _task: asyncio.Task[Any]) -> None:
+        self.results_ready.set()
+
     # --- turns --------------------------------------------------------------------------
 
     def _on_event(self, event: SpeechStarted | SpeechEnded) -> None:
@@ -211,9 +252,20 @@ class StreamingRecognizer:
         audio_start = turn.audio_start if turn is not None else event.start
         audio = event.audio if event.audio is not None else np.zeros(0, dtype=np.int16)
         early = turn.speculation if turn is not None else None
+        slack = self.endpointer.settings.end_silence_ms * ASR_SAMPLE_RATE // 1000
+        if early is not None and turn is not None and turn.speculation_samples > len(audio) + slack:
+            # A forced cut ended the turn well before the audio the early decode covers: its text could
+            # run into the next turn (duplicated words). Decode the turn as cut instead. (A little more
+            # than the turn's audio is only the silence the endpointer did not keep as post-roll.)
+            early.cancel()
+            early = None
+            self.speculation["wasted"] += 1
         if early is not None:
             self.speculation["used"] += 1
-        task = asyncio.create_task(self._final(event, audio, audio_start, early), name=f"asr-final-{self.call_id}")
+        index = turn.index if turn is not None else self._turns
+        task = asyncio.create_task(self._final(event, audio, audio_start, early, index),
+                                   name=f"asr-final-{self.call_id}")
+        task.add_done_callback(self._notify)
         self._out.append(task)
 
     def _watch_silence(self) -> None:
@@ -224,7 +276,10 @@ class StreamingRecognizer:
         If they speak again, the early decode is cancelled (wasted work, not a wrong result).
         """
         turn = self._turn
+        # Not before the post-roll has been heard: the early decode must hold the same audio as the final.
         wait_ms = self.settings.asr.speculative_final_ms
+        if wait_ms > 0:
+            wait_ms = max(wait_ms, self.endpointer.settings.post_roll_ms)
         if turn is None or wait_ms <= 0 or not self.endpointer.in_speech:
             return
         if turn.speculation is None and self.scheduler.queued_finals > 0:
@@ -239,13 +294,14 @@ class StreamingRecognizer:
         turn.silence_frames += 1
         if turn.speculation is None and turn.silence_frames * self._frame_ms >= wait_ms:
             audio = self.endpointer.current_turn_audio()
+            turn.speculation_samples = len(audio)
             turn.speculation = asyncio.create_task(
                 self.scheduler.transcribe(audio, call_id=self.call_id, final=True, offset=turn.audio_start)
             )
 
     async def _final(
         self, event: SpeechEnded, audio: np.ndarray, audio_start: float,
-        early: asyncio.Task[TranscriptionResult | None] | None = None,
+        early: asyncio.Task[TranscriptionResult | None] | None = None, index: int = 0,
     ) -> Transcript:
         if early is not None:
             result = await early  # the same turn audio (plus a few ms of silence), decoded early
@@ -253,9 +309,12 @@ class StreamingRecognizer:
             result = await self.scheduler.transcribe(audio, call_id=self.call_id, final=True, offset=audio_start)
         if result is None:  # the scheduler was closed under us
             return Transcript("", True, 0.0, (), event.start, event.t, "")
+        before = result.text
         result = self._clean(result)
+        if result.guard:
+            self.guard_log.append(GuardEvent(index, result.guard, before))
         return Transcript(
-            text=result.text, is_final=True, confidence=result.confidence, words=result.words,
+            text=result.text, is_final=True, confidence=result.confidence, words=clamp_first_word(result.words),
             start=event.start, end=event.t, committed=result.text,
         )
 
@@ -277,6 +336,7 @@ class StreamingRecognizer:
         task = asyncio.create_task(self._partial(turn, turn.partial_seq, window, end_time, words))
         self._partials.add(task)
         task.add_done_callback(self._partials.discard)
+        task.add_done_callback(self._notify)
 
     async def _partial(self, turn: _Turn, seq: int, window: np.ndarray, end_time: float, words: bool) -> None:
         prompt = None

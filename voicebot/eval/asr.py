@@ -8,6 +8,11 @@ streaming ASR with partials and the hallucination guards; the turn finals are
 joined into the hypothesis. ``raw=True`` instead runs faster-whisper's own
 ``transcribe`` on the whole file (beam 5, German, no VAD, no guards) for comparison.
 
+``compare=True`` (``voicebot eval asr --compare``) does both on the same audio and adds the
+per-clip comparison, worst clip first (``voicebot.eval.asr_compare``); ``channel="both"``
+runs wideband and telephone in one go. Constructed long/short/onset test turns:
+``python -m voicebot.eval.asr_cases`` writes them with a manifest (``voicebot.eval.asr_cases``).
+
 Texts are compared after ``voicebot.eval.metrics.normalize_german``. ``rtf`` is
 processing wall time over audio duration (model loading excluded). Files are fed
 as fast as possible, so latencies here mean nothing: ``scripts/bench_asr.py``
@@ -37,6 +42,7 @@ CHANNELS = ("wideband", "telephone")  # wideband: the file as it is, at 16 kHz
 class AsrItem:
     audio: Path
     reference: str
+    kind: str = ""  # constructed cases (voicebot.eval.asr_cases): onset0, short, long, straddle
 
 
 def load_asr_manifest(path: Path | str, limit: int | None = None) -> list[AsrItem]:
@@ -51,7 +57,8 @@ def load_asr_manifest(path: Path | str, limit: int | None = None) -> list[AsrIte
                 continue
             try:
                 row = json.loads(line)
-                items.append(AsrItem((path.parent / row["audio"]).resolve(), str(row["text"])))
+                audio = (path.parent / row["audio"]).resolve()
+                items.append(AsrItem(audio, str(row["text"]), str(row.get("kind", ""))))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: expected {{\"audio\": ..., \"text\": ...}}: {exc}") from exc
             if limit is not None and len(items) >= limit:
@@ -130,7 +137,10 @@ async def stream_transcribe(
                     on_event("partial", partial_list[-1])
     finally:
         await recognizer.aclose()
-    return {"finals": finals, "partials": partial_list, "turns": turns}
+    # Why the hallucination guards changed a final (per turn), to measure false blanking on real speech.
+    guards = [{"turn": g.turn, "reasons": list(g.reasons), "before": g.before}
+              for g in getattr(recognizer, "guard_log", ())]
+    return {"finals": finals, "partials": partial_list, "turns": turns, "guards": guards}
 
 
 def evaluate_asr(
@@ -142,18 +152,53 @@ def evaluate_asr(
     limit: int | None = None,
     partials: bool = True,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    compare: bool = False,
+    raw_results: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run the evaluation; returns ``n, wer, cer, rtf, items`` and the details."""
+    """Run the evaluation; returns ``n, wer, cer, rtf, items`` and the details.
+
+    ``compare``: decode every file both ways (streaming and raw) and add the per-clip
+    comparison (``voicebot.eval.asr_compare``). ``channel="both"``: wideband and telephone,
+    as ``{"kind": "asr", "channels": {name: result}}``. ``raw_results``: ``{channel: a stored
+    --raw result of the same manifest}`` to compare against instead of decoding again.
+    """
     from voicebot.asr.factory import make_transcriber
 
     items = load_asr_manifest(manifest, limit)
     if not items:
         raise ValueError(f"{manifest}: no items")
+    channels = CHANNELS if channel == "both" else (channel,)
     t0 = time.perf_counter()
     transcriber = make_transcriber(settings).load()  # asr.backend: ctranslate2 | torch | auto
-    vad_model = None if raw else load_vad_model(settings)
+    vad_model = None if raw and not compare else load_vad_model(settings)
     load_seconds = time.perf_counter() - t0
-    audios = [prepare_audio(item.audio, channel) for item in items]
+    results = {}
+    for name in channels:
+        audios = [prepare_audio(item.audio, name) for item in items]
+        if compare:
+            from voicebot.eval.asr_compare import merge_compare
+
+            stream = _evaluate(transcriber, vad_model, settings, items, audios, name, False, partials, None)
+            plain = (raw_results or {}).get(name) or _evaluate(transcriber, vad_model, settings, items, audios,
+                                                               name, True, partials, None)
+            result = merge_compare(stream, plain)
+            if progress is not None:
+                for i, entry in enumerate(result["items"]):
+                    progress(i + 1, len(items), entry)
+        else:
+            result = _evaluate(transcriber, vad_model, settings, items, audios, name, raw, partials, progress)
+        results[name] = {**result, "manifest": str(manifest), "load_seconds": load_seconds}
+    if len(results) == 1:
+        return next(iter(results.values()))
+    return {"kind": "asr", "mode": "compare" if compare else ("raw" if raw else "streaming"),
+            "manifest": str(manifest), "channels": results}
+
+
+def _evaluate(
+    transcriber: Any, vad_model: Any, settings: Settings, items: list[AsrItem], audios: list[np.ndarray],
+    channel: str, raw: bool, partials: bool, progress: Callable[[int, int, dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    """One mode on one channel's audio."""
     if raw:
         rows, seconds = _run_raw(transcriber, settings, audios)
     else:
@@ -167,6 +212,8 @@ def evaluate_asr(
                  "seconds": round(len(pcm) / ASR_SAMPLE_RATE, 3), "errors": counts.errors,
                  "reference_words": counts.reference_units,
                  "wer": counts.rate if counts.reference_units else None}
+        if item.kind:
+            entry["case"] = item.kind
         out_items.append(entry)
         if progress is not None:
             progress(i + 1, len(items), entry)
@@ -178,7 +225,6 @@ def evaluate_asr(
         "kind": "asr",
         "mode": "raw" if raw else "streaming",
         "channel": channel,
-        "manifest": str(manifest),
         "n": len(items),
         "wer": words.rate,
         "cer": chars.rate,
@@ -187,7 +233,6 @@ def evaluate_asr(
         "rtf": seconds / audio_seconds if audio_seconds else 0.0,
         "audio_seconds": audio_seconds,
         "processing_seconds": seconds,
-        "load_seconds": load_seconds,
         "settings": {"model": settings.asr.model, "beam": settings.asr.final_beam_size,
                      "chunk_length": settings.asr.chunk_length, "vad": settings.vad.detector,
                      "vad_threshold": settings.vad.narrowband_threshold if channel == "telephone"
@@ -226,18 +271,27 @@ async def _run_streaming(
                 "hypothesis": " ".join(f["text"] for f in out["finals"]).strip(),
                 "turns": out["turns"], "partials": len(out["partials"]),
                 "finals": [{k: f[k] for k in ("text", "start", "end", "confidence", "latency")} for f in out["finals"]],
+                "guards": out["guards"],
             })
         return rows, time.perf_counter() - started
 
 
 def format_asr(result: dict[str, Any], show_items: bool = False) -> str:
-    """A short human-readable summary."""
+    """A short human-readable summary (per channel; with the per-clip comparison where there is one)."""
+    if "channels" in result:
+        return "\n".join(format_asr(block, show_items) for block in result["channels"].values())
     lines = [
         f"ASR {result['mode']} on {result['n']} files ({result['audio_seconds']:.1f} s audio, "
         f"channel {result['channel']}): WER {result['wer']:.3f}  CER {result['cer']:.3f}  RTF {result['rtf']:.3f}",
         f"  errors: {result['word_errors']}",
     ]
+    if "compare" in result:
+        from voicebot.eval.asr_compare import format_compare
+
+        lines.append(format_compare(result))
     if show_items:
         for it in result["items"]:
             lines.append(f"  REF {it['reference']}\n  HYP {it['hypothesis']}")
+            if "raw_hypothesis" in it:
+                lines.append(f"  RAW {it['raw_hypothesis']}")
     return "\n".join(lines)

@@ -104,7 +104,32 @@ def render_asr(result: Mapping[str, Any]) -> list[Section]:
             [[PurePath(str(_first(i, "audio", "id", "path"))).name, _first(i, "seconds", "duration"), _first(i, "wer"),
               _first(i, "reference", "ref", "text"), _first(i, "hypothesis", "hyp")] for i in worst],
             title="Worst clips"))
+    for name, block in channels.items():
+        if isinstance(block.get("compare"), Mapping):
+            sections.append(_compare_section(name, block))
     if series:
         sections.append(Section("Per-clip WER", [
             Figure(plots.scatter_png([], [], "clip seconds", "WER", series=series), "WER per clip by length")]))
     return sections
+
+
+def _compare_section(name: str, block: Mapping[str, Any]) -> Section:
+    """Streaming finals against the raw model on the same audio, worst clip first (``eval asr --compare``)."""
+    c = block["compare"]
+    reg = c.get("regressions", {})
+    rows = [[PurePath(str(w.get("audio"))).name, w.get("case", ""), w.get("seconds"), w.get("wer"), w.get("raw_wer"),
+             w.get("error_delta"), ", ".join(w.get("regressions", ())), w.get("reference"), w.get("hypothesis"),
+             w.get("raw_hypothesis")] for w in c.get("worst", [])[:40]]
+    return Section(f"Streaming vs raw model per clip: {name}", [
+        KeyNumbers([("streaming WER", f"{100 * float(c['streaming_wer']):.1f}%"),
+                    ("raw WER", f"{100 * float(c['raw_wer']):.1f}%"),
+                    ("clips worse / better", f"{c['clips_worse']} / {c['clips_better']}"),
+                    ("lost first / last words", f"{reg.get('first', 0)} / {reg.get('last', 0)}"),
+                    ("duplicated text", str(reg.get("duplicated", 0)))]),
+        Table(["audio", "case", "seconds", "streaming WER", "raw WER", "Δ errors", "regressions", "reference",
+               "streaming", "raw"], rows, title="Worst clips first (streaming errors minus raw errors)"),
+        Paragraph("Both decode the same audio (after the channel). Raw: faster-whisper transcribe on the whole "
+                  "file (beam 5, no VAD, no guards). A regression is a loss the raw model does not have: none of "
+                  "the first (last) two reference words heard, or a word 3-gram said more often than the "
+                  "reference says it."),
+    ])

@@ -13,7 +13,8 @@ speech probabilities:
   where speech stopped), or is forced to end after ``max_turn_s``.
 
 Frames whose RMS level is below ``energy_floor_dbfs`` never count as speech:
-the cheapest hallucination guard there is (line hiss, comfort noise).
+the cheapest hallucination guard there is (line hiss, comfort noise). Inside a turn the
+gate is ``IN_TURN_GATE_DROP_DB`` lower, so a quiet caller's turn does not end mid-sentence.
 
 Pure and synchronous: no clocks, no threads, no randomness. The same audio
 gives the same events, wherever it is cut into frames.
@@ -39,6 +40,15 @@ DETECTORS = ("silero", "webrtc")
 # Gaps tolerated inside a not-yet-confirmed turn: unvoiced consonants and
 # stops make detectors flicker for a frame or two at the start of a word.
 CANDIDATE_GAP_MS = 100
+# Inside a turn the energy gate sits this much lower: a turn must start loud enough (crosstalk
+# from another room never starts one), but a quiet caller's softer syllables, 5-15 dB under
+# the gate through the phone band, must not end it mid-sentence ("Reinhold hat einen richtig
+# dicken Oschi aus dem Teich gezogen." ended after its first word at -50 dBFS).
+IN_TURN_GATE_DROP_DB = 12.0
+# A turn forced to end at ``max_turn_s`` is cut at the quietest point of its last
+# seconds (a pause between sentences, else the lowest-energy frame), not mid-word; the
+# rest starts the next turn at once. Cutting mid-word loses or garbles that word twice.
+FORCED_CUT_LOOKBACK_S = 4.0
 
 
 class VoiceActivityDetector(Protocol):
@@ -70,7 +80,9 @@ class EndpointerSettings:
     webrtc_aggressiveness: int = 2
     webrtc_frame_ms: int = 30
     pre_roll_ms: int = 300  # audio kept before the speech onset
-    post_roll_ms: int = 200  # audio kept after the last speech frame
+    # Audio kept after the last speech frame: quiet last syllables ("...aus dem Teich gezogen")
+    # fall under the detector's threshold; 200 ms lost them on the shared sets.
+    post_roll_ms: int = 400
     min_speech_ms: int = 200  # shorter bursts are not a turn
     end_silence_ms: int = 600  # silence that ends a turn
     max_turn_s: float = 20.0  # a turn is forced to end after this long
@@ -216,6 +228,9 @@ class Endpointer:
         self._speech_end = 0  # end of the last speech frame in the turn
         self._silence_frames = 0
         self._last_probability = 0.0
+        # Per analysed frame from the candidate's start: speech probability and level (forced cuts).
+        self._cand_frames: list[tuple[float, float]] = []
+        self._frames: list[tuple[float, float]] = []
 
     @property
     def in_speech(self) -> bool:
@@ -258,11 +273,18 @@ class Endpointer:
         events: list[EndpointEvent] = []
         n_full = len(pcm) // self._frame * self._frame
         for i in range(0, n_full, self._frame):
-            event = self._step(pcm[i : i + self._frame])
-            if event is not None:
-                events.append(event)
+            events.extend(self._step(pcm[i : i + self._frame]))
         self._pending = pcm[n_full:].copy()
         return events
+
+    def end_turn(self) -> list[EndpointEvent]:
+        """The turn-taker decided the turn is over (before ``end_silence_ms``): close it now.
+
+        The stream goes on; what follows is the next turn's pre-roll, as after a normal end.
+        """
+        if self._state is not _State.SPEECH:
+            return []
+        return [self._end_turn(forced=False, stream_end=self._pos)]
 
     def flush(self) -> list[EndpointEvent]:
         """End of stream: close an ongoing turn (a started but unconfirmed one is dropped)."""
@@ -287,31 +309,36 @@ class Endpointer:
     def _ms(self, frames: int) -> float:
         return frames * self._frame_ms
 
-    def _step(self, pcm: np.ndarray) -> EndpointEvent | None:
+    def _step(self, pcm: np.ndarray) -> list[EndpointEvent]:
         start = self._pos
         self._pos += self._frame
         # The detector sees every frame, gated or not, so its recurrent state
         # follows the real audio.
         prob = self.detector.is_speech(pcm)
+        level = rms_dbfs(pcm)
         floor = self.settings.energy_floor_dbfs
-        if floor is not None and rms_dbfs(pcm) < floor:
+        if floor is not None and self._state is _State.SPEECH:
+            floor -= IN_TURN_GATE_DROP_DB
+        if floor is not None and level < floor:
             prob = 0.0
         self._last_probability = prob
 
         if self._state is _State.SPEECH:
-            return self._step_speech(pcm, prob)
+            return self._step_speech(pcm, prob, level)
         if self._state is _State.IDLE:
             if prob < self.settings.threshold:
                 self._push_ring(pcm)
-                return None
+                return []
             self._state = _State.CANDIDATE
             self._cand = [pcm.copy()]
+            self._cand_frames = [(prob, level)]
             self._cand_start = start
             self._cand_speech_frames = 1
             self._cand_gap = 0
             self._cand_speech_end = self._pos
         else:
             self._cand.append(pcm.copy())
+            self._cand_frames.append((prob, level))
             # Hysteresis as inside a turn: once triggered, frames above the lower
             # threshold keep the candidate alive and count towards min_speech_ms.
             # Narrowband (telephone) speech often hovers just under the threshold.
@@ -323,10 +350,10 @@ class Endpointer:
                 self._cand_gap += 1
                 if self._ms(self._cand_gap) >= CANDIDATE_GAP_MS:
                     self._abort_candidate()
-                    return None
+                    return []
         if self._ms(self._cand_speech_frames) >= self.settings.min_speech_ms:
-            return self._confirm()
-        return None
+            return [self._confirm()]
+        return []
 
     def _push_ring(self, pcm: np.ndarray) -> None:
         if self._pre_roll:
@@ -349,22 +376,62 @@ class Endpointer:
         self._speech_start = self._cand_start
         self._speech_end = self._cand_speech_end
         self._silence_frames = self._cand_gap
+        self._frames = self._cand_frames
         self._cand = []
+        self._cand_frames = []
         self._ring = np.zeros(0, dtype=np.int16)
         return SpeechStarted(t=self._time(self._speech_start))
 
-    def _step_speech(self, pcm: np.ndarray, prob: float) -> SpeechEnded | None:
+    def _step_speech(self, pcm: np.ndarray, prob: float, level: float) -> list[EndpointEvent]:
         self._turn.append(pcm)
+        self._frames.append((prob, level))
         if prob >= self._neg_threshold:
             self._silence_frames = 0
             self._speech_end = self._pos
         else:
             self._silence_frames += 1
         if self._ms(self._silence_frames) >= self.settings.end_silence_ms:
-            return self._end_turn(forced=False, stream_end=self._pos)
+            return [self._end_turn(forced=False, stream_end=self._pos)]
         if (self._pos - self._speech_start) / self._rate >= self.settings.max_turn_s:
-            return self._end_turn(forced=True, stream_end=self._pos)
-        return None
+            return self._force_cut()
+        return []
+
+    def _quietest_frame(self) -> int:
+        """Index (into ``self._frames``) where a forced cut does least harm: the middle of the longest
+        run of non-speech frames in the lookback, else the lowest-level frame; never the first second."""
+        n = len(self._frames)
+        lo = max(int(1000.0 / self._frame_ms), n - int(FORCED_CUT_LOOKBACK_S * 1000.0 / self._frame_ms))
+        if lo >= n - 1:
+            return n
+        best_len, best_mid, run = 0, -1, 0
+        for i in range(lo, n):
+            run = run + 1 if self._frames[i][0] < self._neg_threshold else 0
+            if run > best_len:
+                best_len, best_mid = run, i - run // 2
+        if best_len:
+            return best_mid
+        return min(range(lo, n), key=lambda i: self._frames[i][1])
+
+    def _force_cut(self) -> list[EndpointEvent]:
+        """``max_turn_s`` reached mid-speech: end the turn at its quietest recent point and start the
+        next turn there at once, so no audio is lost, cut mid-word, or decoded twice."""
+        k = self._quietest_frame()
+        cut = self._speech_start + k * self._frame  # frames are counted from the speech start
+        if k >= len(self._frames):
+            return [self._end_turn(forced=True, stream_end=self._pos)]
+        offset = self._turn_audio_start
+        audio = self._turn.view(0, cut - offset).copy()
+        rest = self._turn.view(cut - offset).copy()
+        ended = SpeechEnded(t=self._time(cut), start=self._time(self._speech_start), audio=audio,
+                            sample_rate=self._rate)
+        self._turn = _GrowingBuffer(int(self.settings.max_turn_s * self._rate) // 4)
+        self._turn.append(rest)
+        self._turn_audio_start = self._speech_start = cut
+        self._frames = self._frames[k:]
+        speech = [i for i, (p, _) in enumerate(self._frames) if p >= self._neg_threshold]
+        self._speech_end = cut + (speech[-1] + 1) * self._frame if speech else cut
+        self._silence_frames = len(self._frames) - (speech[-1] + 1) if speech else len(self._frames)
+        return [ended, SpeechStarted(t=self._time(cut))]
 
     def _end_turn(self, forced: bool, stream_end: int) -> SpeechEnded:
         if forced:
