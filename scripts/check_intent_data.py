@@ -38,6 +38,8 @@ LABELS = (
 )
 MIN_COUNT = {"train": 70, "dev": 30}
 SPLITS = ("train", "dev")
+# The spoken out-of-domain set (all `sonstiges`): at least 50 lines, independent of train like dev.
+OOD_SPLIT, OOD_MIN = "ood", 50
 # Hesitations are ASR noise, not content: two lines differing only in "äh" are duplicates.
 _FILLERS = re.compile(r"\b(?:äh+|ähm|öhm?|hm+|mhm|ehm)\b")
 _NON_WORD = re.compile(r"[^\w\s]")
@@ -107,7 +109,9 @@ def similar_pairs(
             if score > threshold:
                 above.append((score, i, j))
             if items[i][0] != items[j][0]:
-                dev_idx, other = (i, j) if items[i][0] == "dev" else (j, i)
+                if "train" not in (items[i][0], items[j][0]):
+                    continue  # dev vs ood: both held out
+                dev_idx, other = (j, i) if items[i][0] == "train" else (i, j)
                 if score > best_cross.get(dev_idx, (0.0, -1))[0]:
                     best_cross[dev_idx] = (score, other)
         for gram in g:
@@ -134,6 +138,14 @@ def main() -> int:
         data[split], found = load(path)
         problems += found
 
+    ood_path = args.dir / f"{OOD_SPLIT}.jsonl"
+    if ood_path.exists():
+        data[OOD_SPLIT], found = load(ood_path)
+        problems += found
+        if len(data[OOD_SPLIT]) < OOD_MIN:
+            problems.append(f"{OOD_SPLIT}: {len(data[OOD_SPLIT])} lines, needs {OOD_MIN}")
+        problems += [f"{OOD_SPLIT}: {t!r} is labelled {i}, expected sonstiges" for t, i in data[OOD_SPLIT]
+                     if i != "sonstiges"]
     counts = {split: Counter(intent for _, intent in rows) for split, rows in data.items()}
     print(f"{'intent':<16}{'train':>7}{'dev':>7}")
     for label in LABELS:
@@ -143,7 +155,9 @@ def main() -> int:
                 problems.append(f"{split}: {label} has {counts[split][label]} lines, needs {MIN_COUNT[split]}")
     print(f"{'total':<16}{sum(counts['train'].values()):>7}{sum(counts['dev'].values()):>7}")
 
-    items = [(split, k, text, intent) for split in SPLITS for k, (text, intent) in enumerate(data[split])]
+    if OOD_SPLIT in data:
+        print(f"{OOD_SPLIT + ' (sonstiges)':<16}{len(data[OOD_SPLIT]):>7}")
+    items = [(split, k, text, intent) for split in data for k, (text, intent) in enumerate(data[split])]
     seen: dict[str, int] = {}
     for n, (split, k, text, intent) in enumerate(items):
         key = normalise(text)

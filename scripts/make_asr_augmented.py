@@ -15,7 +15,13 @@ same models and input give the same file. About 0.5-1 s per line on 2 cores;
 ``--resume`` continues an interrupted run.
 
     .venv/bin/python scripts/make_asr_augmented.py            # train.jsonl -> train_asr.jsonl
-    .venv/bin/python scripts/make_asr_augmented.py --input eval/intent/dev.jsonl --output eval/reports/dev_asr.jsonl
+    .venv/bin/python scripts/make_asr_augmented.py --input eval/intent/dev.jsonl --output eval/intent/dev_asr.jsonl
+    # a second voice (Pico slowed and pitched up, as in the call scenarios) with line noise at 15 dB SNR:
+    .venv/bin/python scripts/make_asr_augmented.py --voice pico-de-variant --snr 15 \
+        --output eval/intent/train_asr_variant.jsonl
+
+``--snr`` adds pink-ish line noise (seeded by the line's text, so still
+deterministic) before the channel; the voices are those the call scenarios use.
 """
 
 from __future__ import annotations
@@ -38,6 +44,21 @@ from voicebot.audio.resample import resample  # noqa: E402
 from voicebot.config import load_settings  # noqa: E402
 from voicebot.tts import Synthesizer, make_synthesizer, split_sentences  # noqa: E402
 
+VARIANT_PITCH = 1.12  # as scripts/make_scenario_audio.py: Pico resampled to a higher, faster voice
+
+
+def add_line_noise(pcm: np.ndarray, text: str, snr_db: float) -> np.ndarray:
+    """Low-passed (pink-ish) noise at ``snr_db`` below the speech power, seeded by ``text``."""
+    import hashlib
+
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    signal = pcm.astype(np.float64)
+    power = float(np.mean(signal**2)) or 1.0
+    white = np.random.default_rng(seed).standard_normal(len(signal))
+    noise = np.convolve(white, np.ones(4) / 4, mode="same")  # tilt the spectrum towards hum and hiss
+    noise *= np.sqrt(power / 10 ** (snr_db / 10) / max(float(np.mean(noise**2)), 1e-12))
+    return np.clip(signal + noise, -32768, 32767).astype(np.int16)
+
 
 def speak(synth: Synthesizer, text: str) -> tuple[np.ndarray, int]:
     """The whole line as one PCM signal, sentence by sentence with a short pause between."""
@@ -57,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N lines (for a quick look)")
     parser.add_argument("--resume", action="store_true", help="keep lines already in --output and continue")
     parser.add_argument("--config", help="a TOML settings file")
+    parser.add_argument("--voice", choices=("pico-de", "pico-de-variant"), default="pico-de")
+    parser.add_argument("--snr", type=float, help="add line noise at this SNR in dB (default: none)")
     args = parser.parse_args(argv)
 
     settings = load_settings(args.config)
@@ -75,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             if text in done:
                 continue
             pcm, rate = speak(synth, text)
+            if args.voice == "pico-de-variant":
+                pcm = resample(pcm, rate, round(rate / VARIANT_PITCH))
+            if args.snr is not None:
+                pcm = add_line_noise(pcm, text, args.snr)
             if args.channel == "telephone":
                 pcm, rate = telephone_channel(pcm, rate)
             audio = resample(pcm, rate, ASR_SAMPLE_RATE)

@@ -160,14 +160,26 @@ def test_safety_intents_escalate_at_once_even_at_low_confidence(domain: Domain, 
         assert "0800 111 0 222" in step.say
 
 
-def test_safety_runner_up_escalates(domain: Domain) -> None:
+OPERATING_POINTS = (("notfall", 0.1), ("seelsorge", 0.15), ("mitarbeiter", 0.2))
+
+
+def with_points(p: IntentPrediction) -> IntentPrediction:
+    """``p`` as a trained classifier hands it over: with its safety operating points."""
+    return IntentPrediction(p.label, p.confidence, p.ranking, p.margin, p.decision, "e5", OPERATING_POINTS)
+
+
+def test_a_lower_ranked_safety_intent_at_its_operating_point_escalates(domain: Domain) -> None:
     policy = CallPolicy(domain)
     policy.start()
-    step = turn(policy, domain, "Mein Mann ist gestürzt und die Rechnung ist auch falsch.", "rechnung", 0.8,
-                "act", notfall=0.12)
+    text = "Mein Mann ist gestürzt und die Rechnung ist auch falsch."
+    p = with_points(prediction(domain, "rechnung", 0.8, "act", notfall=0.12))
+    step = policy.on_turn(text, 0.9, p, {})
     assert step.action == "escalate" and step.handoff is not None and step.handoff.reason == "notfall"
-    assert step.handoff.context["trigger"] == "runner_up"
+    assert step.handoff.context["trigger"] == "score"
     assert step.say.startswith("Ich verbinde Sie sofort") and "1 1 2" in step.say  # no presumed emergency
+    # Below the operating point the old fixed runner-up rule (>= 0.1) would have escalated; now it does not.
+    p = with_points(prediction(domain, "rechnung", 0.8, "act", seelsorge=0.12))
+    assert safety_escalation(domain, "Die Rechnung ist falsch und ich bin verzweifelt.", p)[0] is None
 
     policy = CallPolicy(domain)
     policy.start()
@@ -193,6 +205,37 @@ def test_keyword_net_mid_call_and_numbers_that_are_not_emergencies(domain: Domai
     assert step.action == "read_back"
     step = turn(policy, domain, "Ach, verbinden Sie mich einfach mit einem Mitarbeiter.", "technik", 0.5)
     assert step.action == "escalate" and step.handoff is not None and step.handoff.reason == "mitarbeiter"
+
+
+def test_a_weak_safety_top1_is_reasked_not_escalated(domain: Domain) -> None:
+    """Nonsense often lands on a safety intent with little mass ("Der Lappen liegt auf dem Eisschrank")."""
+    policy = CallPolicy(domain)
+    policy.start()
+    p = with_points(prediction(domain, "notfall", 0.08, "reask"))
+    step = policy.on_turn("Der Lappen liegt auf dem Eisschrank.", 0.9, p, {})
+    assert step.action == "reask" and step.handoff is None
+
+
+@pytest.mark.parametrize(("heard", "label"), [
+    ("not arzt schnell bitte", "notfall"),
+    ("rufen sie den notarz", "notfall"),
+    ("mitarbeita", "mitarbeiter"),
+    ("ich will einen mit arbeiter sprechen", "mitarbeiter"),
+    ("ich will nich mehr lebn", "seelsorge"),
+])
+def test_the_keyword_net_hears_through_recognition_errors(domain: Domain, heard: str, label: str) -> None:
+    p = with_points(prediction(domain, "sonstiges", 0.9, "act"))
+    escalated, trigger, _ = safety_escalation(domain, heard, p)
+    assert (escalated, trigger) == (label, "keyword")
+
+
+@pytest.mark.parametrize("text", [
+    "Ich kann die Rechnung nicht mehr lesen, die Schrift ist zu klein.",
+    "Der Bus ist schon abgefahren und das Paket liegt noch in der Filiale.",
+    "Ihre Mitarbeiterin am Telefon war gestern sehr unfreundlich.",
+])
+def test_the_fuzzy_net_does_not_fire_on_ordinary_words(domain: Domain, text: str) -> None:
+    assert safety_escalation(domain, text, with_points(prediction(domain, "reklamation", 0.9, "act")))[0] is None
 
 
 def test_ordinary_mention_of_staff_does_not_escalate(domain: Domain) -> None:

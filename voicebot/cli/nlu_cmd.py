@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "intent",
         help="train the intent classifiers (n-gram baseline, e5 fine-tune) into the models dir",
         description=(
-            "Trains on eval/intent/train.jsonl (+ train_asr.jsonl when present), fits temperature scaling and "
-            "per-intent act thresholds on held-out predictions from train (5-fold out-of-fold; a held-out share "
+            "Trains on eval/intent/train.jsonl (+ every train_asr*.jsonl present), fits temperature scaling, "
+            "per-intent act thresholds and each safety intent's operating point on held-out predictions "
+            "from train (5-fold out-of-fold; a held-out share "
             "when fine-tuning), and reports dev.jsonl. Writes models/store/intent-ngram/ and "
             "models/store/intent-e5/ (settings.models.dir). The e5 model is a linear head on mean-pooled e5 "
             "embeddings mixed with the n-gram model; --freeze-layers below 12 fine-tunes the upper layers."
@@ -28,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path, help="folder with train.jsonl / train_asr.jsonl / dev.jsonl")
     p.add_argument("--epochs", type=int, help="e5 epochs (default: nlu.train_epochs)")
     p.add_argument("--freeze-layers", type=int, help="e5 lower layers to freeze (default: nlu.train_freeze_layers)")
+    p.add_argument("--refit-safety", action="store_true",
+                   help="only re-fit the safety operating points of the trained models from their saved held-out "
+                        "predictions (oof.npz), without retraining")
+    p.add_argument("--if-stale", action="store_true",
+                   help="train only models that are missing or stale (trained on other data, per the train_sha256 "
+                        "in calibration.json, or without safety operating points); for setup scripts")
     p.set_defaults(handler=cmd_train_intent)
 
     p = sub.add_parser("classify", help="classify German text with the trained intent model and show the decision")
@@ -47,6 +54,27 @@ def cmd_train_intent(args: argparse.Namespace, settings: Settings) -> int:
         nlu = dataclasses.replace(nlu, train_freeze_layers=args.freeze_layers)
     settings = dataclasses.replace(settings, nlu=nlu)
     kinds = ("ngram", "e5") if args.model == "all" else (args.model,)
+    if args.refit_safety:
+        from voicebot.nlu.intent import intent_model_dir
+        from voicebot.nlu.train import refit_safety
+
+        for kind in kinds:
+            calibration = refit_safety(intent_model_dir(kind, settings))
+            points = calibration.extra["safety_operating_points"]
+            print(f"{kind}: " + ", ".join(f"{k} {v['threshold']:.3f} (out-of-fold recall {v['recall']:.3f}, "
+                                          f"false escalations {v['false_escalation_rate']:.3f})"
+                                          for k, v in points.items()))
+        return 0
+    if args.if_stale:
+        from voicebot.nlu.intent import intent_model_dir
+        from voicebot.nlu.train import stale_reason
+
+        reasons = {kind: stale_reason(intent_model_dir(kind, settings), args.data_dir) for kind in kinds}
+        for kind, reason in reasons.items():
+            print(f"{kind}: {reason or 'up to date'}")
+        kinds = tuple(kind for kind, reason in reasons.items() if reason)
+        if not kinds:
+            return 0
     reports = train_intent_models(settings, kinds, args.data_dir, progress=lambda line: print(line, flush=True))
     for report in reports:
         print(f"{report.kind:6} {report.directory}  {report.seconds:6.1f} s  "

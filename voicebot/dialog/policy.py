@@ -4,9 +4,12 @@ States: ``start`` -> ``concern`` (what is the call about?) -> ``confirm_intent``
 (middling confidence: "Es geht also um ..., richtig?") -> ``collect_slot`` /
 ``confirm_slot`` (ask for what the route needs, read it back) -> ``done``
 (routed or handed to a human). Every turn first passes the safety check:
-notfall, seelsorge and mitarbeiter escalate at once whatever the confidence,
-and also when a safety intent is a runner-up above a low bar or a keyword
-safety net fires, because missing one is the worst error this product makes.
+notfall, seelsorge and mitarbeiter escalate at once when their calibrated
+score passes its operating point (fitted per safety intent at training time
+for recall 1.0 on out-of-fold data, ``voicebot.nlu.safety``), or when the
+keyword safety net fires, exactly or up to recognition errors. A safety top-1
+below its operating point is not escalated (nonsense often lands there) but
+re-asked: a false crisis escalation is the second-worst error.
 Then low ASR confidence asks for a repeat instead of guessing.
 
 The policy does no I/O and holds no models: the session classifies the turn
@@ -25,12 +28,12 @@ from voicebot.dialog.domain import (
     SlotQuestion,
     default_decision,
     normalize,
-    safety_escalation,
     safety_keyword,
 )
 from voicebot.dialog.summary import agent_summary, spoken_value
 from voicebot.frames import Handoff, Intent, Route
 from voicebot.nlu.intent import IntentPrediction
+from voicebot.nlu.safety import fuzzy_phrase_match
 from voicebot.nlu.slots import parse_spoken_digits
 
 __all__ = ["CallPolicy", "PolicyStep", "default_decision", "normalize", "safety_escalation", "safety_keyword"]
@@ -39,6 +42,51 @@ __all__ = ["CallPolicy", "PolicyStep", "default_decision", "normalize", "safety_
 _LEAD_IN = re.compile(r"^(?:also |ja |äh |ähm )*(?:ich bin|ich stehe|wir sind|wir stehen|ich befinde mich|"
                       r"wir befinden uns|das ist|es ist)\s+", re.IGNORECASE)
 _YES_NO_WINDOW = 3  # a yes/no phrase must start within the first words of the answer
+
+
+def fuzzy_safety_keyword(domain: Domain, text: str) -> tuple[str, str] | None:
+    """The safety keyword net up to ASR errors ("not arzt", "mitarbeita", "nich mehr lebn")."""
+    short = len(normalize(text).split()) <= domain.policy.short_utterance_words
+    for label in domain.safety_labels:
+        spec = domain.intents[label]
+        heard = fuzzy_phrase_match(tuple(spec.keywords) + (tuple(spec.short_keywords) if short else ()),
+                                   normalize(text))
+        if heard:
+            return label, heard
+    return None
+
+
+def safety_escalation(
+    domain: Domain, text: str, prediction: IntentPrediction | None, midcall: bool = False
+) -> tuple[str | None, str, str]:
+    """``(safety label or None, trigger, matched phrase)`` for one caller turn.
+
+    Triggers: ``intent`` (the safety top-1 passes its operating point),
+    ``score`` (a lower-ranked safety intent passes its operating point),
+    ``keyword`` (the exact net, then the fuzzy one). The operating points come
+    with the prediction (``safety_thresholds``, from the classifier's
+    calibration); a prediction without them (made without a trained
+    classifier) escalates on a safety top-1. ``midcall`` turns (slot answers,
+    yes/no) escalate on the classifier only at ``policy.safety_midcall``;
+    keywords always do. Where rules disagree, the most severe safety intent
+    (domain order) wins.
+    """
+    safety = domain.safety_labels
+    found: dict[str, tuple[str, str]] = {}
+    if prediction is not None:
+        thresholds = dict(prediction.safety_thresholds)
+        for label in safety:
+            p = prediction.probability(label)
+            passes = p >= thresholds.get(label, 1.0) if thresholds else prediction.label == label
+            if passes and (not midcall or p >= domain.policy.safety_midcall):
+                found[label] = ("intent" if prediction.label == label else "score", "")
+    keyword = safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text)
+    if keyword is not None:
+        found.setdefault(keyword[0], ("keyword", keyword[1]))
+    for label in safety:
+        if label in found:
+            return label, *found[label]
+    return None, "", ""
 
 
 @dataclass(frozen=True)
@@ -153,6 +201,10 @@ class CallPolicy:
     def _on_concern(self, text: str, prediction: IntentPrediction | None, slots: dict[str, str]) -> PolicyStep:
         self._merge(slots)
         if prediction is None or prediction.label == self.domain.fallback_label:
+            return self._fail("no_understanding", prediction)
+        if prediction.label in self.domain.safety_labels:
+            # A safety top-1 below its operating point (it did not escalate above): too weak
+            # to act on or to confirm ("Es geht um einen Notfall?"), so ask again.
             return self._fail("no_understanding", prediction)
         decision = prediction.decision or default_decision(self.domain, prediction)
         if decision == "act":
@@ -315,7 +367,7 @@ class CallPolicy:
         spec = self.domain.intents[label]
         # A runner-up or an unsure top-1 still goes to a human at once, but in words that
         # do not presume a crisis the caller may not be in ("<label>_unsure" prompts).
-        unsure = trigger == "runner_up" or (trigger == "intent" and prediction is not None
+        unsure = trigger == "score" or (trigger == "intent" and prediction is not None
                                             and prediction.decision not in ("", "act"))
         say = self.domain.prompts.get(f"{label}_unsure", "") if unsure else ""
         say = say or self.domain.prompt(label)

@@ -153,14 +153,18 @@ def safety_metrics(
 
 
 def evaluate_intent(
-    classifier: IntentClassifier, items: Sequence[tuple[str, str]], domain: Domain | None = None
+    classifier: IntentClassifier, items: Sequence[tuple[str, str]], domain: Domain | None = None,
+    latency_sample: int = 40,
 ) -> dict[str, Any]:
     """Run ``classifier`` over ``(text, gold label)`` pairs and compute every metric.
 
-    Predictions run one utterance at a time, as in a call, so the latency is
-    the per-utterance figure a caller experiences.
+    The metrics come from one batched pass (the same numbers as one line at a
+    time); the latency is measured one utterance at a time, as in a call, on
+    the first ``latency_sample`` lines (0: all), which is the figure a caller
+    experiences without a full unbatched pass on a shared 2-core machine.
     """
-    from voicebot.dialog.policy import safety_escalation
+    from voicebot.dialog.policy import fuzzy_safety_keyword, safety_escalation, safety_keyword
+    from voicebot.nlu.safety import escalation_curve
 
     texts = [t for t, _ in items]
     gold = [g for _, g in items]
@@ -169,11 +173,12 @@ def evaluate_intent(
     if unknown:
         raise ValueError(f"evaluation labels unknown to the model: {', '.join(unknown)}")
     classifier.predict(texts[0] if texts else "warm-up")  # first call pays one-off allocation costs
-    predictions, latencies = [], []
-    for text in texts:
+    latencies = []
+    for text in texts[: latency_sample or len(texts)]:
         started = time.perf_counter()
-        predictions.append(classifier.predict(text))
+        classifier.predict(text)
         latencies.append((time.perf_counter() - started) * 1000.0)
+    predictions = classifier.predict_batch(list(texts))
     pred = [p.label for p in predictions]
     conf = [p.confidence for p in predictions]
     correct = [g == p for g, p in zip(gold, pred, strict=True)]
@@ -181,8 +186,20 @@ def evaluate_intent(
     scores = per_intent_scores(gold, pred, labels)
     model_escalated = [p.label if p.label in SAFETY_LABELS else None for p in predictions]
     policy_escalated = model_escalated
+    triggers: dict[str, int] = {}
+    keyword_hits = [False] * len(texts)
     if domain is not None:
-        policy_escalated = [safety_escalation(domain, text, p)[0] for text, p in zip(texts, predictions, strict=True)]
+        verdicts = [safety_escalation(domain, text, p) for text, p in zip(texts, predictions, strict=True)]
+        policy_escalated = [v[0] for v in verdicts]
+        keyword_hits = [bool(safety_keyword(domain, t) or fuzzy_safety_keyword(domain, t)) for t in texts]
+        for label, trigger, _ in verdicts:
+            if label is not None:
+                triggers[trigger] = triggers.get(trigger, 0) + 1
+    thresholds = dict(predictions[0].safety_thresholds) if predictions else {}
+    probs = np.array([[p.probability(label) for label in labels] for p in predictions]) if predictions else None
+    # Nonsense and out-of-domain lines must not get a confident ordinary intent either.
+    confident = [d == "act" and p.label not in SAFETY_LABELS + ("sonstiges",)
+                 for d, p in zip(decisions, predictions, strict=True)]
     model_safety = safety_metrics(gold, model_escalated)
     policy_safety = safety_metrics(gold, policy_escalated)
     decided = decision_metrics(decisions, correct)
@@ -206,6 +223,13 @@ def evaluate_intent(
         "false_escalations": policy_safety["false_escalations"],
         "model_safety_recall": model_safety["safety_recall"],
         "model_false_escalation_rate": model_safety["false_escalation_rate"],
+        "escalation_triggers": triggers,
+        "safety_thresholds": thresholds,
+        "safety_curve": escalation_curve(probs, gold, labels, keyword_hits, thresholds=thresholds)
+        if probs is not None and thresholds else [],
+        "escalated": sum(e is not None for e in policy_escalated),
+        "confident_intent_rate": sum(confident) / len(confident) if confident else 0.0,
+        "confident_wrong": sum(c and p.label != g for c, p, g in zip(confident, predictions, gold, strict=True)),
         "latency_ms": {
             "mean": float(np.mean(latencies)) if latencies else 0.0,
             "p50": float(np.percentile(latencies, 50)) if latencies else 0.0,
@@ -229,6 +253,10 @@ def format_report(result: dict[str, Any]) -> str:
         f"(right {result['decisions']['confirm_accuracy']:.3f}); re-ask {result['decisions']['reask_rate']:.3f}",
         "safety recall (policy): " + ", ".join(f"{k} {v:.3f}" for k, v in result["safety_recall"].items())
         + f"; false escalations {result['false_escalations']} ({result['false_escalation_rate']:.3f})",
+        f"escalated {result.get('escalated', 0)} of {result['n']} (triggers "
+        + ", ".join(f"{k} {v}" for k, v in result.get("escalation_triggers", {}).items())
+        + f"); confident ordinary intent {result.get('confident_intent_rate', 0.0):.3f}"
+        f" ({result.get('confident_wrong', 0)} of them wrong)",
         "safety recall (model top-1): " + ", ".join(f"{k} {v:.3f}" for k, v in result["model_safety_recall"].items())
         + f"; false escalations {result['model_false_escalation_rate']:.3f}",
         f"latency per utterance: mean {result['latency_ms']['mean']:.1f} ms, p50 {result['latency_ms']['p50']:.1f} ms,"
@@ -243,6 +271,12 @@ def format_report(result: dict[str, Any]) -> str:
     lines += ["", "confusion (rows gold, columns predicted):", " " * 17 + " ".join(f"{s:>4}" for s in short)]
     for label, row in zip(labels, result["confusion"], strict=True):
         lines.append(f"{label:16} " + " ".join(f"{v:4d}" if v else "   ." for v in row))
+    if result.get("safety_curve"):
+        points = ", ".join(f"{k} {v:.3f}" for k, v in result["safety_thresholds"].items())
+        lines += ["", f"safety escalation curve (operating points x scale; scale 1 = {points}; keywords always):"]
+        for point in result["safety_curve"]:
+            lines.append(f"  x{point['scale']:<5} recall {point['recall']:.3f}  "
+                         f"false escalations {point['false_escalation_rate']:.3f}")
     lines += ["", "coverage curve (confidence >= t):"]
     for point in result["coverage_curve"][::2]:
         lines.append(f"  t={point['threshold']:.2f}  coverage {point['coverage']:.3f}  "

@@ -28,7 +28,7 @@ class TextEncoder:
         self.tokenizer = None
         self._lock = threading.Lock()
 
-    def load(self) -> "TextEncoder":
+    def load(self) -> TextEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 

@@ -65,6 +65,9 @@ class IntentPrediction:
     margin: float
     decision: str = ""
     model: str = ""
+    # Each safety intent's operating point from the classifier's calibration (empty without
+    # one); the policy escalates a safety intent whose probability reaches it.
+    safety_thresholds: tuple[tuple[str, float], ...] = ()
 
     def probability(self, label: str) -> float:
         for name, p in self.ranking:
@@ -283,11 +286,12 @@ class IntentClassifier:
         if not texts:
             return []
         probs = self.probabilities(texts)
+        safety = tuple((str(k), float(v)) for k, v in self.calibration.extra.get("safety_thresholds", {}).items())
         predictions = []
         for row in probs:
             p = IntentPrediction.from_probabilities(self.labels, row, model=self.name)
             predictions.append(
-                IntentPrediction(p.label, p.confidence, p.ranking, p.margin, self.decide(p), self.name)
+                IntentPrediction(p.label, p.confidence, p.ranking, p.margin, self.decide(p), self.name, safety)
             )
         return predictions
 

@@ -1,8 +1,9 @@
 """`voicebot train intent`: the n-gram baseline and the e5 intent model.
 
 Data: ``eval/intent/train.jsonl`` (``{"text", "intent"}`` per line) plus
-``train_asr.jsonl`` when present (the same lines after TTS -> telephone channel
--> Whisper, with their recognition errors; ``origin`` names the clean line).
+every ``train_asr*.jsonl`` present (the same lines after TTS -> telephone channel
+-> Whisper, per voice and noise level, with their recognition errors; ``origin``
+names the clean line).
 ``dev.jsonl`` is never trained or calibrated on: it is the report.
 
 The e5 model is a linear head on mean-pooled multilingual-e5 embeddings (the
@@ -15,7 +16,10 @@ them are fine-tuned on cached lower-layer states.
 
 Calibration (temperature, act thresholds) is fitted on held-out predictions
 from *train*, never on dev, so the dev report does not judge its own
-thresholds. Cheap models (n-gram, frozen-encoder head) use 5-fold out-of-fold
+thresholds. The same out-of-fold predictions fix each safety intent's
+operating point (``voicebot.nlu.safety``: fewest errors with a missed safety line
+weighing 20 false escalations; keyword-net lines need no score), stored as ``safety_thresholds`` in
+``calibration.json``. Cheap models (n-gram, frozen-encoder head) use 5-fold out-of-fold
 predictions on all of train and a final fit on everything; fine-tuning holds
 out ``nlu.calibration_share`` of the lines instead. A line and its ASR version
 always fall on the same side of a split.
@@ -29,14 +33,14 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voicebot.config import REPO_ROOT, NluSettings, Settings
-from voicebot.nlu.calibration import Calibration, calibrate
+from voicebot.nlu.calibration import Calibration, calibrate, softmax
 from voicebot.nlu.intent import (
     CALIBRATION_FILE,
     E5_TEXT_PREFIX,
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
     from voicebot.nlu.ngram import NgramIntentModel
 
 INTENT_DATA_DIR = REPO_ROOT / "eval" / "intent"
+OOF_FILE = "oof.npz"  # the held-out predictions calibration was fitted on
 Progress = Callable[[str], None]
 
 
@@ -120,11 +125,42 @@ def split_for_calibration(
     return [e for fold in folds[1:] for e in fold], folds[0]
 
 
+def safety_calibration(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str],
+                       keyword_hits: Sequence[bool] | None, typed: Sequence[bool] | None = None) -> dict[str, Any]:
+    """The safety operating points (recall 1.0 out of fold) and their curve, for ``calibration.extra``."""
+    from voicebot.nlu.safety import SAFETY_LABELS, escalation_curve, fit_operating_points
+
+    if not set(SAFETY_LABELS) <= set(labels):
+        return {}
+    points = fit_operating_points(probs, gold, labels, keyword_hits)
+    thresholds = {label: point.threshold for label, point in points.items()}
+    curve = escalation_curve(probs, gold, labels, keyword_hits, thresholds=thresholds)
+    if typed is not None:  # the same curve on the typed and on the recognized lines
+        for name, mask in (("typed", np.asarray(typed, dtype=bool)), ("asr", ~np.asarray(typed, dtype=bool))):
+            if mask.any():
+                part = escalation_curve(probs[mask], np.asarray(gold)[mask], labels,
+                                        None if keyword_hits is None else np.asarray(keyword_hits)[mask],
+                                        thresholds=thresholds)
+                for point, sub in zip(curve, part, strict=True):
+                    point.update({f"{name}_recall": sub["recall"],
+                                  f"{name}_false_escalation_rate": sub["false_escalation_rate"]})
+    return {"safety_thresholds": thresholds,
+            "safety_operating_points": {label: asdict(point) for label, point in points.items()},
+            "safety_curve_oof": curve}
+
+
 def _finish(kind: str, directory: Path, logits: np.ndarray, gold: Sequence[str] | np.ndarray, labels: Sequence[str],
-            nlu: NluSettings, meta: dict[str, Any]) -> Calibration:
+            nlu: NluSettings, meta: dict[str, Any], keyword_hits: Sequence[bool] | None = None,
+            typed: Sequence[bool] | None = None) -> Calibration:
     calibration = calibrate(logits, [str(g) for g in gold], labels, target_precision=nlu.target_precision,
                             confirm_threshold=nlu.confirm_threshold, min_margin=nlu.min_margin)
-    calibration = replace(calibration, extra={**calibration.extra, **meta, "kind": kind})
+    probs = softmax(logits, calibration.temperature)
+    safety = safety_calibration(probs, [str(g) for g in gold], labels, keyword_hits, typed)
+    # The held-out predictions travel with the artefact: operating points can be re-fitted and inspected.
+    np.savez_compressed(directory / OOF_FILE, probs=probs.astype(np.float32), gold=np.asarray(gold, dtype=str),
+                        keyword_hits=np.asarray(keyword_hits if keyword_hits is not None else [], dtype=bool),
+                        typed=np.asarray(typed if typed is not None else [], dtype=bool))
+    calibration = replace(calibration, extra={**calibration.extra, **meta, **safety, "kind": kind})
     calibration.save(directory / CALIBRATION_FILE)
     return calibration
 
@@ -150,7 +186,7 @@ def _fit_head(x: np.ndarray, y: Sequence[str] | np.ndarray, labels: Sequence[str
 
 
 def train_ngram(examples: Sequence[Example], labels: Sequence[str], directory: Path, nlu: NluSettings,
-                meta: dict[str, Any], folds: int = 5) -> Calibration:
+                meta: dict[str, Any], folds: int = 5, keyword_hits: Sequence[bool] | None = None) -> Calibration:
     """The n-gram model on all of train, calibrated on ``folds``-fold out-of-fold predictions (seconds each)."""
     assignment = fold_assignment(examples, folds, nlu.train_seed)
     logits = np.zeros((len(examples), len(labels)))
@@ -161,7 +197,8 @@ def train_ngram(examples: Sequence[Example], labels: Sequence[str], directory: P
     directory.mkdir(parents=True, exist_ok=True)
     _fit_ngram(examples, labels, nlu.train_seed).save(directory)
     meta = {**meta, "n_train": len(examples), "calibration": f"{folds}-fold out-of-fold predictions on train"}
-    return _finish("ngram", directory, logits, [e.label for e in examples], labels, nlu, meta)
+    return _finish("ngram", directory, logits, [e.label for e in examples], labels, nlu, meta, keyword_hits,
+                   [not e.origin for e in examples])
 
 
 # ---- e5 ---------------------------------------------------------------------------------------------------
@@ -266,7 +303,8 @@ def _fine_tune(encoder: Any, ids: Sequence[list[int]], states: Sequence[Any], y:
 
 
 def train_e5(examples: Sequence[Example], labels: Sequence[str], directory: Path, encoder_dir: Path,
-             encoder_ref: str, nlu: NluSettings, meta: dict[str, Any], progress: Progress) -> Calibration:
+             encoder_ref: str, nlu: NluSettings, meta: dict[str, Any], progress: Progress,
+             keyword_hits: Sequence[bool] | None = None) -> Calibration:
     """Train the e5 head (and, unless all layers are frozen, the upper layers), mix in n-grams, calibrate, save."""
     import torch
     from safetensors.torch import save_file
@@ -324,7 +362,50 @@ def train_e5(examples: Sequence[Example], labels: Sequence[str], directory: Path
             "ngram_weight": nlu.ngram_weight, "encoder_layers": layers, "device": device}
     if frozen < layers:
         meta.update(epochs=nlu.train_epochs, batch_size=nlu.train_batch_size, learning_rate=nlu.train_learning_rate)
-    return _finish("e5", directory, logits, gold[calib], labels, nlu, meta)
+    hits = None if keyword_hits is None else [bool(keyword_hits[int(i)]) for i in calib]
+    return _finish("e5", directory, logits, gold[calib], labels, nlu, meta, hits,
+                   [not examples[int(i)].origin for i in calib])
+
+
+def refit_safety(directory: Path) -> Calibration:
+    """Re-fit the safety operating points of a trained artefact from its saved held-out predictions.
+
+    Seconds instead of a retrain, for a change of the operating-point rule;
+    the result is the same as the one training would store.
+    """
+    path = directory / CALIBRATION_FILE
+    with np.load(directory / OOF_FILE, allow_pickle=False) as oof:
+        probs, gold = oof["probs"].astype(np.float64), [str(g) for g in oof["gold"]]
+        hits = oof["keyword_hits"] if len(oof["keyword_hits"]) else None
+        typed = oof["typed"] if len(oof["typed"]) else None
+    calibration = Calibration.load(path)
+    safety = safety_calibration(probs, gold, calibration.labels, hits, typed)
+    calibration = replace(calibration, extra={**calibration.extra, **safety})
+    calibration.save(path)
+    return calibration
+
+
+def training_files(data_dir: Path | None = None) -> list[Path]:
+    """The files a model is trained on, in digest order: train.jsonl and every train_asr*.jsonl."""
+    data_dir = data_dir or INTENT_DATA_DIR
+    return [data_dir / "train.jsonl", *sorted(data_dir.glob("train_asr*.jsonl"))]
+
+
+def stale_reason(directory: Path, data_dir: Path | None = None) -> str:
+    """Why the artefact in ``directory`` must be retrained ("" when it is current).
+
+    Missing, trained on other data (``train_sha256``), or from before the
+    safety operating points existed.
+    """
+    path = directory / CALIBRATION_FILE
+    if not path.is_file():
+        return "not trained"
+    extra = Calibration.load(path).extra
+    if extra.get("train_sha256") != files_sha256([p for p in training_files(data_dir) if p.is_file()]):
+        return "training data changed"
+    if "safety_thresholds" not in extra:
+        return "no safety operating points"
+    return ""
 
 
 def train_intent_models(settings: Settings, kinds: Sequence[str] = ("ngram", "e5"), data_dir: Path | None = None,
@@ -340,15 +421,17 @@ def train_intent_models(settings: Settings, kinds: Sequence[str] = ("ngram", "e5
     if not train_file.is_file():
         raise FileNotFoundError(f"intent training data not found: {train_file}")
     clean = read_examples(train_file)
-    augmented = read_examples(asr_file) if asr_file.is_file() else []
+    # train_asr.jsonl and its siblings (other voices, line noise): train_asr_variant.jsonl, ...
+    asr_files = training_files(data_dir)[1:]
+    augmented = [e for path in asr_files for e in read_examples(path)]
     if not augmented:
         progress(f"note: {asr_file} not found; training on typed lines only (run scripts/make_asr_augmented.py)")
     labels = sorted({e.label for e in clean})
     stray = sorted({e.label for e in augmented} - set(labels))
     if stray:
-        raise ValueError(f"{asr_file}: intents not in {train_file.name}: {', '.join(stray)}")
+        raise ValueError(f"{data_dir}/train_asr*.jsonl: intents not in {train_file.name}: {', '.join(stray)}")
     examples = [replace(e, origin="") for e in clean] + [replace(e, origin=e.origin or e.text) for e in augmented]
-    used = [p for p in (train_file, asr_file) if p.is_file()]
+    used = [train_file, *asr_files]
     meta = {"train_sha256": files_sha256(used), "data_files": [p.name for p in used]}
     dev = read_examples(dev_file) if dev_file.is_file() else []
     domain = None
@@ -359,16 +442,22 @@ def train_intent_models(settings: Settings, kinds: Sequence[str] = ("ngram", "e5
     except (OSError, ValueError) as exc:
         progress(f"note: domain not loaded ({exc}); dev safety numbers use the classifier only")
 
+    hits = None
+    if domain is not None:
+        from voicebot.dialog.policy import fuzzy_safety_keyword, safety_keyword
+
+        hits = [bool(safety_keyword(domain, e.text) or fuzzy_safety_keyword(domain, e.text)) for e in examples]
     reports = []
     for kind in kinds:
         directory = intent_model_dir(kind, settings)
         started = time.perf_counter()
         progress(f"training {kind} on {len(examples)} lines -> {directory}")
         if kind == "ngram":
-            train_ngram(examples, labels, directory, settings.nlu, meta)
+            train_ngram(examples, labels, directory, settings.nlu, meta, keyword_hits=hits)
         elif kind == "e5":
             encoder_dir = resolve_model_dir(settings.nlu.encoder, settings.models, E5_FILES)
-            train_e5(examples, labels, directory, encoder_dir, settings.nlu.encoder, settings.nlu, meta, progress)
+            train_e5(examples, labels, directory, encoder_dir, settings.nlu.encoder, settings.nlu, meta, progress,
+                     keyword_hits=hits)
         else:
             raise ValueError(f"unknown intent model kind {kind!r} (ngram or e5)")
         seconds = time.perf_counter() - started
