@@ -7,7 +7,7 @@
 -- Personal data is redacted before it gets here where `store.redact_pii` is on.
 
 CREATE TABLE IF NOT EXISTS calls (
-    call_id      TEXT PRIMARY KEY,
+    call_id      TEXT PRIMARY KEY,            -- unique for ever: an ended call's id is never reused
     protocol     TEXT NOT NULL,               -- voicebot.v1 | twilio | ...
     caller       TEXT NOT NULL DEFAULT '{}',  -- JSON: metadata the caller's side sent (redacted)
     started_at   TEXT NOT NULL,
@@ -33,8 +33,6 @@ CREATE TABLE IF NOT EXISTS events (
     payload  TEXT NOT NULL       -- the whole event as JSON
 );
 
-CREATE INDEX IF NOT EXISTS events_call ON events (call_id, seq);
-
 -- What was said, by whom: caller finals, bot utterances.
 CREATE TABLE IF NOT EXISTS turns (
     id          INTEGER PRIMARY KEY,
@@ -47,8 +45,6 @@ CREATE TABLE IF NOT EXISTS turns (
     end_s       REAL,
     ts          TEXT NOT NULL
 );
-
-CREATE INDEX IF NOT EXISTS turns_call ON turns (call_id, idx);
 
 CREATE TABLE IF NOT EXISTS intents (
     id            INTEGER PRIMARY KEY,
@@ -72,3 +68,11 @@ CREATE TABLE IF NOT EXISTS handoffs (
 );
 
 CREATE INDEX IF NOT EXISTS handoffs_call ON handoffs (call_id);
+
+-- Uniqueness, last: a file from before these indexes may hold duplicates, and then only this
+-- part fails (the store logs it and goes on without the guarantee for that file).
+-- One seq per call: a second writer of a call cannot merge into its record.
+CREATE UNIQUE INDEX IF NOT EXISTS events_call_seq ON events (call_id, seq);
+DROP INDEX IF EXISTS events_call;
+CREATE UNIQUE INDEX IF NOT EXISTS turns_call_idx ON turns (call_id, idx);
+DROP INDEX IF EXISTS turns_call;
