@@ -1,69 +1,57 @@
-"""Personal-data masking for the call store and the agents' view.
+"""Personal-data masking for the call store, the agents' view, logs and webhooks.
 
 Masks keep just enough for a human to check a value with the caller ("ends in
 00?") and nothing that identifies anyone: an IBAN keeps its country code,
 check digits and last two digits (``DE89 **** **** **** **** 00``), numbers
 keep their last two digits, e-mail addresses their first letters and the
-top-level domain, dates of birth nothing.
+top-level domain, names their initials (``M*** M***``), dates of birth nothing.
+
+What is personal (the German PII corpus in ``eval/pii/`` holds the cases,
+``scripts/eval_pii.py`` measures them): IBANs whole or in pieces, e-mail
+addresses written or spoken, phone numbers, customer/contract/policy and other
+reference numbers (digits, dotted, spaced or read out word by word), long digit
+runs, names after "mein Name ist", "ich heiße", "Herr"/"Frau", and birth dates
+in any written or spoken form (see ``pii_spoken`` for which dates count).
+Not personal, and left readable: appointment and invoice dates of recent years,
+amounts, postcodes, times, toll-free and emergency numbers, intents and words.
 
 Two entry points: ``redact_text`` for free text (transcripts, summaries) and
-``redact_event`` for whole event dicts (slots are masked by their key, every
-other string by pattern). Both are pure functions: safe from any thread.
+``redact_event`` for whole events, as dicts or as the typed pydantic messages
+(slots and caller metadata are masked by their key, every other string by
+pattern). Both are pure functions: safe from any thread.
 """
 
 from __future__ import annotations
 
+import bisect
+import datetime as dt
 import re
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-# --- patterns -------------------------------------------------------------------------
+from pydantic import BaseModel, ValidationError
 
-# IBAN: country code, two check digits, 11..30 alphanumerics, optionally in groups of 4.
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b", re.IGNORECASE)
-
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.([A-Za-z]{2,24})\b")
-
-# German phone numbers: +49 / 0049 / 0 prefix, then 6..13 digits with optional separators.
-_PHONE = re.compile(r"(?<![\w+])(?:\+49|0049|0)[ ]?\(?0?\)?[ ]?[1-9](?:[ /-]?\d){5,13}\b")
-
-# Reference numbers announced by a keyword: "Kundennummer 12 34 56", "Vertragsnr.: KV-88123".
-_REF_KEYWORD = (
-    r"(?:kunden|vertrags|bestell|auftrags|policen|polizzen|versicherungs(?:schein)?|mitglieds|rechnungs|"
-    r"konto|vorgangs|schadens|referenz|sendungs|kundenkonto)[- ]?(?:nummer|nr\.?)|kd\.?[- ]?nr\.?"
+from voicebot.assist.pii_patterns import (
+    PiiSpan,
+    find_pattern_spans,
+    mask_digits,
+    mask_email,
+    mask_iban,
+    mask_phone,
 )
-_REFERENCE = re.compile(
-    rf"(?P<kw>\b(?:{_REF_KEYWORD}))(?P<sep>[\s:,]*(?:ist|lautet|wäre|war)?[\s:,]*)"
-    r"(?P<num>[A-Z]{0,4}[-/ ]?\d(?:[-/ ]?[A-Z0-9]){2,24})",
-    re.IGNORECASE,
-)
+from voicebot.assist.pii_spoken import DOB_MASK, find_spoken_spans
 
-# Any other long run of digits (>= 6, possibly space-grouped) is an identifier too; dotted and
-# dashed runs are dates and amounts ("12.03.2024", "2024-03-03", "1.250.000") and stay.
-_LONG_NUMBER = re.compile(r"(?<![\w*])(?<!\d[.-])\d(?:[ /]?\d){5,}(?![\w*])(?![.-]\d)")
+__all__ = [
+    "DOB_MASK", "PiiSpan", "find_pii", "mask_digits", "mask_email", "mask_iban", "mask_phone", "mask_plate",
+    "mask_slot", "redact_event", "redact_text",
+]
 
-_MONTHS = (
-    r"januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|oktober|november|dezember"
-)
-_DOB = re.compile(
-    r"(?P<kw>\b(?:geboren(?:\s+am)?|geb\.|geburtsdatum(?:\s+(?:ist|lautet))?|geburtstag(?:\s+(?:ist|am))?)"
-    r"[\s:,]*(?:der\s+|am\s+|den\s+)?)"
-    r"(?P<date>\d{1,2}\.\s?\d{1,2}\.\s?\d{2,4}"
-    rf"|\d{{1,2}}\.?\s+(?:{_MONTHS})(?:\s+\d{{2,4}})?"
-    rf"|[a-zäöüß]+(?:ten|ter)\s+(?:{_MONTHS}|[a-zäöüß]+(?:ten|ter))(?:\s+[a-zäöüß]+(?:zig|hundert[a-zäöüß]*)|\s+\d{{4}})?)",
-    re.IGNORECASE,
-)
-
-DOB_MASK: Final = "**.**.****"
-
-# Toll-free, service and emergency numbers are nobody's personal data, and an agent must see
-# them when the bot reads them out (Telefonseelsorge 0800 111 0 111, 116 117, 112).
-_SERVICE_PREFIXES: Final = ("0800", "0180", "0900", "116", "112", "110", "+49800", "0049800")
+E = TypeVar("E", dict[str, Any], BaseModel)
 
 # Slot keys (voicebot.nlu.slots) whose values are personal data, and how to mask them.
 _SLOT_MASKS: Final = {
     "iban": "iban",
     "iban_invalid": "iban",
-    "phone": "digits",
+    "phone": "phone",
     "email": "email",
     "customer_number": "digits",
     "contract_number": "digits",
@@ -77,58 +65,34 @@ _SLOT_MASKS: Final = {
     "birth_date": "dob",
 }
 
+# Caller metadata and other keys whose values are personal whatever they look like, by the key
+# with case, "_", "-" and spaces removed ("Date-Of-Birth" -> "dateofbirth").
+_KEY_MASKS: Final = {
+    **{k: "dob" for k in ("dob", "birthdate", "dateofbirth", "birthday", "born", "geburtsdatum", "geburtstag",
+                          "geburtsjahr", "gebdatum", "geboren", "birthyear")},
+    **{k: "name" for k in ("name", "firstname", "lastname", "fullname", "givenname", "surname", "familyname",
+                           "callername", "customername", "vorname", "nachname", "kundenname", "displayname")},
+    **{k: "email" for k in ("email", "mail", "emailaddress", "emailadresse")},
+    **{k: "phone" for k in ("phone", "phonenumber", "telefon", "telefonnummer", "mobile", "mobil", "handy",
+                            "msisdn", "callerid", "ani", "from", "callernumber", "fromnumber")},
+    **{k: "iban" for k in ("iban", "accountnumber", "kontonummer", "bankaccount")},
+    **{k: "secret" for k in ("address", "adresse", "street", "strasse", "straße", "streetaddress", "anschrift",
+                             "password", "passwort", "pin", "token", "ssn", "taxid", "steuerid", "passport",
+                             "ausweisnummer", "creditcard", "cardnumber", "kreditkarte", "cvv")},
+    **{k: "digits" for k in ("customernumber", "customerid", "kundennummer", "contractnumber", "vertragsnummer",
+                             "policynumber", "policennummer", "versicherungsnummer", "membernumber")},
+}
+
 # Keys whose values are structure, not content: never rewritten.
 _STRUCTURAL_KEYS: Final = frozenset(
     {"type", "call_id", "label", "action", "reason", "route", "intent", "ts", "seq", "code", "agent_id",
      "protocol", "encoding", "state", "speaker", "kind", "stream_sid"}
 )
+# Deeper than this, hostile metadata is not walked: it is replaced, never passed through.
+_MAX_DEPTH: Final = 48
 
 
 # --- maskers --------------------------------------------------------------------------
-
-
-def mask_iban(iban: str) -> str:
-    """``DE89 3704 0044 0532 0130 00`` -> ``DE89 **** **** **** **** 00`` (printed in groups of four)."""
-    compact = re.sub(r"\s", "", iban).upper()
-    if len(compact) < 8:
-        return "*" * len(compact)
-    masked = compact[:4] + "*" * (len(compact) - 6) + compact[-2:]
-    return " ".join(masked[i : i + 4] for i in range(0, len(masked), 4))
-
-
-def mask_digits(value: str, keep: int = 2) -> str:
-    """Replace every digit but the last ``keep`` with ``*``; separators and letters stay."""
-    digits = sum(ch.isdigit() for ch in value)
-    if digits <= keep:
-        return re.sub(r"\d", "*", value) if digits > 1 else value
-    seen = 0
-    out = []
-    for ch in value:
-        if ch.isdigit():
-            seen += 1
-            out.append(ch if seen > digits - keep else "*")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def mask_phone(value: str) -> str:
-    """Keep an international prefix (``+49``) and the last two digits."""
-    prefix = ""
-    for p in ("+49", "0049"):
-        if value.startswith(p):
-            prefix, value = p, value[len(p) :]
-            break
-    return prefix + mask_digits(value)
-
-
-def mask_email(value: str) -> str:
-    """``max.muster@example.de`` -> ``m***@e***.de``."""
-    local, _, domain = value.partition("@")
-    host, _, tld = domain.rpartition(".")
-    if not local or not host:
-        return "***"
-    return f"{local[0]}***@{host[0]}***.{tld}"
 
 
 def mask_plate(value: str) -> str:
@@ -140,69 +104,125 @@ def mask_plate(value: str) -> str:
     return district + sep + re.sub(r"[A-Za-zÄÖÜäöü]", "*", mask_digits(rest))
 
 
-def mask_slot(key: str, value: str) -> str:
-    """Mask one slot value by what its key says it is; other slots get the free-text rules."""
-    kind = _SLOT_MASKS.get(key)
+def mask_name(value: str) -> str:
+    """``Max Mustermann`` -> ``M*** M***``."""
+    return " ".join(w[0] + "***" for w in value.split() if w) or value
+
+
+def _mask_kind(kind: str, value: str) -> str:
     if kind == "iban":
-        return mask_iban(value)
+        return mask_iban(value) if len(re.sub(r"\s", "", value)) >= 8 else mask_digits(value)
     if kind == "email":
-        return mask_email(value)
+        return mask_email(value) if "@" in value else redact_text(value)
     if kind == "plate":
         return mask_plate(value)
     if kind == "dob":
         return DOB_MASK
+    if kind == "phone":
+        return mask_phone(value) if any(ch.isdigit() for ch in value) else redact_text(value)
+    if kind == "name":
+        return mask_name(value)
+    if kind == "secret":
+        return "***"
     if kind == "digits":
-        return mask_phone(value) if key == "phone" else mask_digits(value)
+        return mask_digits(value)
     return redact_text(value)
 
 
-# --- text and events ------------------------------------------------------------------
+def mask_slot(key: str, value: str) -> str:
+    """Mask one slot value by what its key says it is; other slots get the free-text rules."""
+    return _mask_kind(_SLOT_MASKS.get(key, ""), value)
 
 
-def redact_text(text: str) -> str:
-    """Mask IBANs, e-mail addresses, dates of birth, phone and reference numbers in free text."""
-    if not text or not any(ch.isdigit() or ch == "@" for ch in text):
-        # Every pattern needs a digit or an "@", except spoken dates of birth.
-        return _DOB.sub(lambda m: m.group("kw") + DOB_MASK, text) if text and "geb" in text.lower() else text
-    text = _IBAN.sub(lambda m: mask_iban(m.group(0)) if _looks_like_iban(m.group(0)) else m.group(0), text)
-    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
-    text = _DOB.sub(lambda m: m.group("kw") + DOB_MASK, text)
-    text = _REFERENCE.sub(lambda m: m.group("kw") + m.group("sep") + mask_digits(m.group("num")), text)
-    text = _PHONE.sub(lambda m: _keep_service(m.group(0), mask_phone), text)
-    text = _LONG_NUMBER.sub(lambda m: _keep_service(m.group(0), mask_digits), text)
-    return text
+# --- text -----------------------------------------------------------------------------
 
 
-def _keep_service(number: str, mask: Any) -> str:
-    compact = re.sub(r"[\s/()-]", "", number)
-    return number if compact.startswith(_SERVICE_PREFIXES) else str(mask(number))
+def find_pii(text: str, today: dt.date | None = None) -> list[PiiSpan]:
+    """The personal data in ``text``, as non-overlapping spans in text order."""
+    if not text:
+        return []
+    year = (today or dt.date.today()).year
+    candidates = sorted([*find_pattern_spans(text), *find_spoken_spans(text, year)],
+                        key=lambda s: (s.rank, s.start, -(s.end - s.start)))
+    # Chosen spans never overlap, so a candidate only needs checking against its two neighbours.
+    starts: list[int] = []
+    chosen: list[PiiSpan] = []
+    for span in candidates:
+        at = bisect.bisect_left(starts, span.start)
+        if at > 0 and chosen[at - 1].end > span.start:
+            continue
+        if at < len(chosen) and chosen[at].start < span.end:
+            continue
+        starts.insert(at, span.start)
+        chosen.insert(at, span)
+    return chosen
 
 
-def _looks_like_iban(candidate: str) -> bool:
-    compact = re.sub(r"\s", "", candidate)
-    # 15 is the shortest IBAN (Norway); the body must be mostly digits to not catch words.
-    return len(compact) >= 15 and sum(ch.isdigit() for ch in compact) >= len(compact) - 6
+def redact_text(text: str, today: dt.date | None = None) -> str:
+    """Mask IBANs, e-mail addresses, birth dates, names, phone and reference numbers in free text."""
+    spans = find_pii(text, today)
+    if not spans:
+        return text
+    out: list[str] = []
+    pos = 0
+    for span in spans:
+        out.append(text[pos : span.start])
+        out.append(span.mask)
+        pos = span.end
+    out.append(text[pos:])
+    return "".join(out)
 
 
-def redact_event(event: dict[str, Any]) -> dict[str, Any]:
-    """A redacted deep copy of an event dict; the original is left untouched.
+# --- events and metadata -----------------------------------------------------------------
+
+
+def redact_event(event: E) -> E:
+    """A redacted deep copy of an event (a dict, or a pydantic model of the same type back).
 
     Word lists of a final transcript are dropped when its text needed masking,
     since a number spoken as separate words would otherwise survive word by word.
     """
-    out = _redact_value(event, key=None)
+    if isinstance(event, BaseModel):
+        data = event.model_dump(mode="json", by_alias=True)
+        red = _redact_dict(data)
+        try:
+            return type(event).model_validate(red)
+        except ValidationError:
+            # A field whose type a mask no longer fits (a pattern-checked number): keep the masked
+            # values unvalidated rather than ever hand back the original.
+            return type(event).model_construct(**red)
+    return _redact_dict(event)
+
+
+def _redact_dict(event: dict[str, Any]) -> dict[str, Any]:
+    out = _redact_value(event, key=None, depth=0)
     if isinstance(out, dict) and "words" in out and out.get("text") != event.get("text"):
         out["words"] = []
     return out
 
 
-def _redact_value(value: Any, key: str | None) -> Any:
+def _norm_key(key: str) -> str:
+    return re.sub(r"[\s_\-.]", "", key).lower()
+
+
+def _redact_value(value: Any, key: str | None, depth: int, *, keyed: bool = True) -> Any:
+    """``keyed``: the key may name personal data (metadata); False for an event's own fields,
+    which the protocol defines (``playback.mark``'s ``name`` is a mark, not a person)."""
+    if depth > _MAX_DEPTH:
+        return "***"
+    kind = _KEY_MASKS.get(_norm_key(key)) if keyed and key is not None else None
     if isinstance(value, str):
-        return value if key in _STRUCTURAL_KEYS else redact_text(value)
+        if key in _STRUCTURAL_KEYS:
+            return value
+        return _mask_kind(kind, value) if kind else redact_text(value)
     if isinstance(value, dict):
         if key == "slots":
-            return {k: mask_slot(k, v) if isinstance(v, str) else _redact_value(v, k) for k, v in value.items()}
-        return {k: _redact_value(v, k) for k, v in value.items()}
+            return {k: mask_slot(k, v) if isinstance(v, str) else _redact_value(v, k, depth + 1)
+                    for k, v in value.items()}
+        fields_keyed = "type" not in value
+        return {k: _redact_value(v, k, depth + 1, keyed=fields_keyed) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redact_value(v, key) for v in value]
+        return [_redact_value(v, key, depth + 1, keyed=keyed) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and kind:
+        return _mask_kind(kind, str(value))  # {"customer_number": 4711, "birth_year": 1979}
     return value

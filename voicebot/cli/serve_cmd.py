@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from voicebot.server.agent import fingerprint
-    from voicebot.server.logs import JsonFormatter
+    from voicebot.server.logs import JsonFormatter, install_log_hygiene
 
     server_settings = settings.server
     if args.host:
@@ -43,6 +43,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.log_json:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
+    # uvicorn logs every websocket path with its query (``/v1/agent?token=...``) on uvicorn.error, and
+    # clients name themselves: every record is scrubbed of secrets and escaped to one line.
+    install_log_hygiene()
 
     holder: dict[str, DrainingServer] = {}
 
@@ -70,7 +73,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=server_settings.port,
         lifespan="on",
         log_config=None,  # keep the process's logging (and --log-json)
-        access_log=False,
+        access_log=False,  # HTTP lines add nothing; if turned on, the log hygiene filter covers them too
         # Above our own limit, so an oversized frame gets a proper frame_too_large error event.
         ws_max_size=max(4 * server_settings.max_frame_bytes, 1 << 20),
         # Audio hardly compresses; deflate would only burn CPU that ASR needs (and hide backpressure).
