@@ -31,13 +31,14 @@ fi
 echo "== provisioning models"
 .venv/bin/voicebot models pull
 
-if [ ! -f "${VOICEBOT_MODELS_DIR:-models/store}/intent-e5/calibration.json" ] || \
-   [ ! -f "${VOICEBOT_MODELS_DIR:-models/store}/intent-ngram/calibration.json" ]; then
-  echo "== training the intent models (a few minutes on 2 CPU cores)"
-  .venv/bin/voicebot train intent
-fi
+# Retrains only when an artefact is missing or its training data (sha256) changed.
+echo "== intent models (trained once; a few minutes on 2 CPU cores)"
+.venv/bin/voicebot train intent --if-stale
+# The end-of-turn text model: trained in seconds from the committed text, cached under models/store.
+.venv/bin/python -c "from voicebot.config import load_settings; from voicebot.turn.text_eou import TextTurnModel; TextTurnModel.load(load_settings().models.dir)"
 
 if [ $with_tests = 1 ]; then
   bash scripts/setup_browser.sh
+  bash scripts/postgres.sh install  # Debian's PostgreSQL server: the store tests run a real one
 fi
 echo "== setup done"

@@ -77,7 +77,7 @@ def test_g711_round_trip_error_bounds(enc, dec, max_abs_err: int) -> None:
 def test_g711_matches_audioop_where_available() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        audioop = pytest.importorskip("audioop", reason="audioop was removed in Python 3.13")
+        audioop = pytest.importorskip("audioop", reason="[optional] audioop was removed in Python 3.13")
     raw = ALL_INT16.astype("<i2").tobytes()
     assert mulaw_encode(ALL_INT16) == audioop.lin2ulaw(raw, 2)
     assert alaw_encode(ALL_INT16) == audioop.lin2alaw(raw, 2)

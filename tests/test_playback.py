@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from virtual_clock import run_virtual
 
 from voicebot.frames import BotAudio
 from voicebot.tts.bargein import BargeInAction, BargeInController, is_backchannel
@@ -39,12 +40,21 @@ class FakeSynth:
         return SynthesizedAudio((8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16), self.sample_rate)
 
 
+class AsyncSynth(FakeSynth):
+    """The same tone as an async engine client (no thread), so it runs on virtual time."""
+
+    async def synthesize(self, text: str) -> SynthesizedAudio:  # type: ignore[override]
+        return FakeSynth.synthesize(self, text)
+
+
 class Sink:
+    """Bot audio as sent, with the loop's time of each frame (virtual time under ``run_virtual``)."""
+
     def __init__(self) -> None:
         self.frames: list[tuple[float, BotAudio]] = []
 
     async def __call__(self, audio: BotAudio) -> None:
-        self.frames.append((time.monotonic(), audio))
+        self.frames.append((asyncio.get_running_loop().time(), audio))
 
     @property
     def seconds(self) -> float:
@@ -70,8 +80,11 @@ def test_controller_pauses_early_then_stops_on_long_speech() -> None:
     paused_at = next(t for t, a in actions if a is A.PAUSE)
     assert paused_at - 1.0 < 0.2
     assert c.on_speech_started(1.0) is A.NONE  # already paused
+    for t in np.arange(1.16, 1.5, 0.032):
+        c.on_voice(float(t), 0.9)
     assert c.tick(1.5) is A.NONE
-    assert c.tick(1.65) is A.STOP
+    c.on_voice(1.65, 0.9)
+    assert c.tick(1.65) is A.STOP  # 650 ms of voice: more than a backchannel
     assert c.on_transcript("Ich möchte", is_final=False) is A.NONE  # stopped already
 
 
@@ -138,29 +151,47 @@ async def test_player_sends_all_sentences_resampled_in_frames() -> None:
     assert result.first_audio_latency is not None and result.first_audio_latency < 0.6
 
 
-async def test_player_paces_in_real_time() -> None:
-    sink = Sink()
-    player = TtsPlayer(FakeSynth(seconds=0.6), 16000, sink, frame_ms=20, realtime=True)
-    started = time.monotonic()
-    result = await player.speak("Eins.")
-    elapsed = time.monotonic() - started
-    assert result.completed and 0.55 < elapsed < 0.9
-    assert sink.frames[-1][0] - sink.frames[0][0] > 0.5
+def test_player_paces_in_real_time() -> None:
+    async def run() -> tuple[object, float, Sink]:
+        sink = Sink()
+        player = TtsPlayer(AsyncSynth(seconds=0.6), 16000, sink, frame_ms=20, realtime=True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await player.speak("Eins.")
+        return result, loop.time() - started, sink
+
+    result, elapsed, sink = run_virtual(run())
+    assert result.completed and elapsed == pytest.approx(0.58, abs=0.021)  # the last frame is due at 0.58 s
+    times = [t for t, _ in sink.frames]
+    assert np.allclose(np.diff(times), 0.02)  # one 20 ms frame every 20 ms
+
+
+def test_player_runs_ahead_by_the_lead() -> None:
+    async def run() -> Sink:
+        sink = Sink()
+        player = TtsPlayer(AsyncSynth(seconds=0.6), 16000, sink, frame_ms=20, realtime=True, lead_ms=200)
+        await player.speak("Eins.")
+        return sink
+
+    times = np.array([t for t, _ in run_virtual(run()).frames])
+    assert np.all(times[:11] == times[0])  # the first 200 ms (and the frame due then) leave at once
+    assert times[-1] == pytest.approx(0.38, abs=0.021)  # then real time, 200 ms ahead
 
 
 async def _barge_in(caller_speech_s: float, transcript: str) -> tuple[object, Sink, float, float | None]:
     """Bot plays 3 s; the caller talks from 0.5 s for ``caller_speech_s``; returns timing facts."""
     sink = Sink()
-    player = TtsPlayer(FakeSynth(), 16000, sink, frame_ms=20, realtime=True)
+    player = TtsPlayer(AsyncSynth(), 16000, sink, frame_ms=20, realtime=True)
     control = BargeInController(backchannel_max_ms=600)
     control.playback_started()
     speak = asyncio.create_task(player.speak("Eins. Zwei. Drei."))
-    t0 = time.monotonic()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
     onset, paused_at = 0.5, None
     now = 0.0
     while now < onset + caller_speech_s + 0.2:
         await asyncio.sleep(0.032)
-        now = time.monotonic() - t0
+        now = loop.time() - t0
         speaking = onset <= now < onset + caller_speech_s
         action = control.on_voice(now, 0.9 if speaking else 0.05)
         if speaking and now - onset >= 0.2 and control.state == "tentative":
@@ -178,16 +209,16 @@ async def _barge_in(caller_speech_s: float, transcript: str) -> tuple[object, Si
     return result, sink, t0 + onset, paused_at
 
 
-async def test_player_barge_in_long_speech_stops_within_200ms() -> None:
-    result, sink, onset, _ = await _barge_in(1.2, "Ich möchte bitte einen Mitarbeiter sprechen.")
+def test_player_barge_in_long_speech_stops_within_200ms() -> None:
+    result, sink, onset, _ = run_virtual(_barge_in(1.2, "Ich möchte bitte einen Mitarbeiter sprechen."))
     assert not result.completed
     sent_after = [t for t, _ in sink.frames if t > onset + 0.2]
     assert not sent_after, "frames were still sent 200 ms after the caller started"
     assert 0.45 < result.seconds < 0.75
 
 
-async def test_player_backchannel_pauses_then_resumes() -> None:
-    result, sink, onset, paused_at = await _barge_in(0.35, "Mhm.")
+def test_player_backchannel_pauses_then_resumes() -> None:
+    result, sink, onset, paused_at = run_virtual(_barge_in(0.35, "Mhm."))
     assert paused_at is not None and paused_at - 0.5 < 0.2
     assert result.completed and result.seconds == pytest.approx(3.0, abs=0.01)
     assert result.paused_seconds > 0.2

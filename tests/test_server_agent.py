@@ -12,41 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fakes import LiveServer, encode_frames, fake_settings, tone
+from fakes import LiveServer, encode_frames, fake_settings, send_paced, tone
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 TOKEN = "test-token"
-KB = """
-[[entry]]
-intent = "rechnung"
-title = "Rechnung erklären"
-answer = "Die Rechnung setzt sich aus Grundgebühr und Verbrauch zusammen; Details stehen auf Seite 2."
-next_steps = ["Kundennummer bestätigen lassen", "Rechnung im System öffnen"]
-
-[[entry]]
-intent = "rechnung"
-title = "Ratenzahlung anbieten"
-answer = "Bei offenen Beträgen über 100 Euro ist eine Ratenzahlung in bis zu sechs Raten möglich."
-
-[[entry]]
-intent = "kuendigung"
-title = "Kündigungsfrist"
-answer = "Verträge sind mit einer Frist von einem Monat zum Monatsende kündbar."
-
-[[entry]]
-intent = "pannenhilfe"
-title = "Pannendienst schicken"
-answer = "Standort und Kennzeichen aufnehmen, dann den Pannendienst beauftragen."
-"""
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     tmp = tmp_path_factory.mktemp("agent")
-    (tmp / "domain").mkdir()
-    (tmp / "domain" / "kb.toml").write_text(KB, encoding="utf-8")
-    with LiveServer(fake_settings(tmp)) as srv:
+    with LiveServer(fake_settings(tmp)) as srv:  # the default domain and its knowledge base
         yield srv
 
 
@@ -79,8 +53,8 @@ def caller(server: LiveServer, call_id: str) -> Iterator[ClientConnection]:
 
 
 def speak(ws: ClientConnection) -> None:
-    for frame in encode_frames(np.concatenate([tone(16000, 1.0), np.zeros(12000, np.int16)]), "pcm_s16le", 16000):
-        ws.send(frame)
+    send_paced(ws.send, encode_frames(np.concatenate([tone(16000, 1.0), np.zeros(12000, np.int16)]), "pcm_s16le",
+                                      16000))
 
 
 def test_missing_or_wrong_token_is_refused_with_4401(server: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -138,7 +112,10 @@ def _live_view(server: LiveServer, call: ClientConnection) -> None:
             else next_of(ws, "suggestions")
         assert suggestions["intent"] == "rechnung" and len(suggestions["items"]) == 3
         assert [s["intent"] for s in suggestions["items"][:2]] == ["rechnung", "rechnung"]
-        assert suggestions["next_steps"] == ["Kundennummer bestätigen lassen", "Rechnung im System öffnen"]
+        from voicebot.dialog.domain import load_domain
+
+        expected = list(load_domain(server.settings.dialog.domain).intent("rechnung").next_steps)
+        assert expected and suggestions["next_steps"] == expected
 
         # Live events flow after the replay; the caller keeps the unmasked text.
         speak(call)

@@ -152,15 +152,24 @@ def test_duplicate_call_id(server: LiveServer, healthy: HealthyCall) -> None:
         assert_still_open(first)
 
 
-def test_slow_consumer_is_dropped(server: LiveServer, healthy: HealthyCall) -> None:
+@pytest.fixture(scope="module")
+def flood_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose (fake) voice makes every bot sentence 20 MB of audio."""
+    settings = fake_settings(tmp_path_factory.mktemp("flood"), tts={"voice": "fake-flood"},
+                             max_frame_bytes=MAX_FRAME, send_queue_max=32, send_timeout_s=2.0, max_calls=8)
+    with LiveServer(settings) as srv:
+        yield srv
+
+
+def test_slow_consumer_is_dropped(flood_server: LiveServer) -> None:
     # A client that stops reading: a tiny receive buffer and a websocket client that pauses
-    # reading after 2 queued frames, against a session that bursts 20 MB of bot audio.
+    # reading after 2 queued frames, against a greeting of 20 MB of bot audio.
+    server = flood_server  # (no healthy call beside it here: on this server every greeting floods)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     with connect(server.ws_url("/v1/call"), sock=sock, max_queue=2) as ws:
-        ws.send(json.dumps({"type": "start", "encoding": "pcm_s16le", "sample_rate": 16000,
-                            "caller": {"fake": "flood"}}))
+        ws.send(json.dumps({"type": "start", "encoding": "pcm_s16le", "sample_rate": 16000}))
         import time
 
         time.sleep(1.0)  # not reading while the server floods (it gives up after ~0.3 s)
@@ -234,3 +243,86 @@ def _metrics(server: LiveServer) -> bytes:
 
     with urllib.request.urlopen(server.http_url("/metrics"), timeout=5) as response:
         return response.read()
+
+
+# ---------------------------------------------------------------------------- valid JSON of the wrong shape
+
+
+def test_deeply_nested_json_is_refused_before_parsing(server: LiveServer, healthy: HealthyCall) -> None:
+    with connect(server.ws_url("/v1/call")) as ws:
+        ws.send("[" * 5000)
+        error = first_error(ws)
+        assert error["code"] == "bad_json" and "nested" in error["message"] and error["fatal"] is False
+        deep_caller = '{"type": "start", "encoding": "mulaw", "sample_rate": 8000, "caller": ' + \
+            '{"a": ' * 900 + "1" + "}" * 900 + "}"
+        ws.send(deep_caller)
+        assert first_error(ws)["code"] == "bad_json"
+        start(ws, caller={"name": "Erika"})  # the connection is still usable
+        assert_still_open(ws)
+
+
+@pytest.mark.parametrize("payload", [
+    {"type": "start", "encoding": ["mulaw"], "sample_rate": 8000},
+    {"type": "start", "encoding": "mulaw", "sample_rate": "8000"},
+    {"type": "start", "encoding": "mulaw", "sample_rate": 8000, "channels": "1"},
+    {"type": "start", "encoding": "mulaw", "sample_rate": 8000, "call_id": 5},
+    {"type": "start", "encoding": "mulaw", "sample_rate": 8000, "caller": "Erika"},
+    {"type": "start", "protocol": 2, "encoding": "mulaw", "sample_rate": 8000},
+])
+def test_native_start_of_the_wrong_shape(server: LiveServer, payload: dict[str, Any]) -> None:
+    with connect(server.ws_url("/v1/call")) as ws:
+        ws.send(json.dumps(payload))
+        events, code = recv_events(ws)
+    errors = [e for e in events if e["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["fatal"] is True, events
+    assert errors[0]["code"] in ("unsupported_encoding", "unsupported_rate", "unsupported_channels", "bad_start",
+                                 "unsupported_protocol")
+    assert code in (1003, 1008)
+
+
+def test_twilio_messages_of_the_wrong_shape(server: LiveServer, healthy: HealthyCall) -> None:
+    with connect(server.ws_url("/v1/twilio")) as ws:
+        ws.send("[" * 5000)
+        assert first_error(ws)["code"] == "bad_json"
+        twilio_start(ws)
+        ws.send(json.dumps({"event": "mark", "streamSid": "MZbad", "mark": "bot-1"}))
+        error = first_error(ws)
+        assert error["code"] == "bad_message" and error["event"] == "error" and error["streamSid"] == "MZbad"
+        ws.send(json.dumps({"event": "mark", "streamSid": "MZbad", "mark": {"name": 17}}))
+        assert first_error(ws)["code"] == "bad_message"
+        ws.send(json.dumps({"event": "dtmf", "streamSid": "MZbad", "dtmf": ["1"]}))
+        assert first_error(ws)["code"] == "bad_message"
+        ws.send(json.dumps({"event": "dtmf", "streamSid": "MZbad", "dtmf": {"digit": {"x": 1}}}))
+        assert first_error(ws)["code"] == "bad_message"
+        ws.send(json.dumps({"event": "media", "streamSid": "MZbad", "media": {"payload": 12}}))
+        assert first_error(ws)["code"] == "bad_audio"
+        ws.send(json.dumps({"event": "start", "start": {"mediaFormat": "audio/x-mulaw"}}))
+        assert first_error(ws)["code"] == "already_started"  # the call goes on
+        ws.send(json.dumps({"event": "stop"}))
+        events, code = recv_events(ws)
+    assert code == 1000
+
+
+def test_twilio_start_with_a_string_media_format(server: LiveServer, healthy: HealthyCall) -> None:
+    with connect(server.ws_url("/v1/twilio")) as ws:
+        ws.send(json.dumps({"event": "start", "streamSid": "MZfmt",
+                            "start": {"streamSid": "MZfmt", "callSid": "CAfmt", "mediaFormat": "audio/x-mulaw"}}))
+        events, code = recv_events(ws)
+    assert [e["code"] for e in events if e.get("event") == "error"] == ["bad_start"] and code == 1008
+
+
+def test_agent_messages_of_the_wrong_shape(server: LiveServer) -> None:
+    with connect(server.ws_url("/v1/agent?token=test-token")) as ws:
+        ws.send("[" * 5000)
+        assert first_error(ws)["code"] == "bad_json"
+        ws.send(json.dumps({"type": "subscribe", "call_id": ["x"]}))
+        assert first_error(ws)["code"] == "unknown_call"
+        ws.send(json.dumps({"type": "takeover"}))
+        assert first_error(ws)["code"] == "unknown_call"
+        ws.send(json.dumps({"type": "ping", "id": 1}))
+        while json.loads(ws.recv(timeout=5))["type"] != "pong":
+            pass
+    with connect(server.ws_url("/v1/agent")) as ws:
+        ws.send('{"type": "auth", "token": ' + "[" * 900 + "]" * 900 + "}")
+        events, code = recv_events(ws)
+    assert events[-1]["code"] == "unauthorized" and code == 4401

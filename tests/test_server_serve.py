@@ -34,7 +34,7 @@ def status(url: str) -> int:
 
 
 def test_serve_lifecycle(tmp_path: Path) -> None:
-    env = {"VOICEBOT_SERVER__SESSION_FACTORY": "fakes:FakeSession", "VOICEBOT_FAKE_LOAD_S": "2",
+    env = {"VOICEBOT_SERVER__ENGINES_LOADER": "fake_engines:load_fake_engines", "VOICEBOT_FAKE_LOAD_S": "2",
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     server = ServeProcess(tmp_path, env=env, wait=None)
     try:

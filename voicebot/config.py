@@ -73,6 +73,7 @@ class AsrSettings:
     # Start the final decode after this much trailing silence, before the endpointer
     # declares the turn over (vad.end_silence_ms); used if the caller stays silent. 0 = off.
     speculative_final_ms: int = 200
+    final_chunk_length: Annotated[int, Field(ge=1, le=30)] = 30  # finals' encoder window: 30 s beats 10 s on phone audio (WER 0.39 -> 0.35)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class TtsSettings:
     length_scale: float = 1.0
     frame_ms: Positive = 20
     backchannel_max_ms: int = 600  # caller speech shorter than this during playback is a backchannel
+    # Bot audio may leave this far ahead of real time, so a gateway's jitter buffer never runs dry.
+    playback_lead_ms: Annotated[int, Field(ge=0)] = 0
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,9 @@ class DialogSettings:
 class StoreSettings:
     path: UserPath = REPO_ROOT / "var" / "calls.sqlite3"
     redact_pii: bool = True
+    url: str = ""  # postgresql://user@host:port/db (PostgreSQL store, many workers); empty = SQLite at path
+    worker_id: str = ""  # unique per live worker process; empty = host:port of the server (else the host name)
+    lease_s: Annotated[float, Field(gt=0)] = 15.0  # a worker silent this long is gone: its open calls get closed
 
 
 @dataclass(frozen=True)
@@ -168,9 +174,54 @@ class ServerSettings:
     recent_calls: int = 20
     # Graceful shutdown: how long to wait for calls to finish their in-flight events.
     shutdown_timeout_s: float = 10.0
-    # "module:attr" of the call-session class; empty = voicebot.dialog.session:CallSession.
+    # "module:attr" of the call-session class (CallSession's signature); empty = voicebot.dialog.session:CallSession.
     # A class with a `load_engines(settings)` classmethod brings its own engines.
     session_factory: str = ""
+    # "module:function" returning the process's Engines (models); empty = the session class's
+    # `load_engines`, else voicebot.engines.Engines.load. The orchestration tests load fake engines here.
+    engines_loader: str = ""
+
+
+@dataclass(frozen=True)
+class TelephonySettings:
+    # Transfer on handoff (voicebot/telephony, docs/TELEPHONY.md). Empty URL = no webhook.
+    handoff_webhook: str = ""
+    webhook_secret: str = ""  # HMAC-SHA256 key of X-Voicebot-Signature; empty = unsigned (warned at start)
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0  # one attempt, connect to last byte
+    webhook_retries: Annotated[int, Field(ge=0, le=10)] = 3  # after the first, on 5xx/429/timeouts/network errors
+    webhook_backoff_s: Annotated[float, Field(ge=0, le=10)] = 0.25  # before the first retry; doubles, at most 4 s
+    # Where a handoff goes: "route=target,..." (target: +49..., sip:..., queue:name), else
+    # handoff_number, else handoff_queue, else a Twilio queue named after the route.
+    handoff_targets: str = ""
+    handoff_number: str = ""
+    handoff_queue: str = ""
+    handoff_language: str = "de-DE"  # <Say language> of the TwiML announcement
+    # The Twilio redirect waits for the handover phrase to be played, at most this long.
+    handover_max_wait_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+    twilio_api_base: str = "https://api.twilio.com"  # tests point it at a local fake
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_api_key_sid: str = ""  # authenticate with an API key (SK...) instead of the account SID
+    twilio_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # A call update is not idempotent: only attempts that never reached Twilio, and its 5xx/429, are retried.
+    twilio_retries: Annotated[int, Field(ge=0, le=5)] = 2
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """Where a caller's turn ends (voicebot.turn; the operating point of `voicebot eval turn`)."""
+
+    # smart+text: Smart Turn (audio) and the German text model, with text cues; text: the text
+    # model and cues only (no 70 ms audio model per pause); silence: the endpointer's silence alone.
+    detector: Literal["smart+text", "text", "silence"] = "smart+text"
+    min_silence_ms: Annotated[float, Field(ge=0)] = 200.0  # the models are asked after this much silence
+    slow_silence_ms: Annotated[float, Field(ge=0)] = 300.0
+    max_silence_ms: Annotated[float, Field(ge=0)] = 1200.0  # the fallback: end whatever the models say
+    fast_threshold: Probability = 0.8
+    slow_threshold: Probability = 0.8
+    audio_weight: Probability = 0.6  # Smart Turn's share in the combined P(complete)
+    use_cues: bool = True  # hold on "und", "weil", articles, prepositions, mid-number
+    smart_turn_threads: Positive = 1
 
 
 @dataclass(frozen=True)
@@ -183,6 +234,8 @@ class Settings:
     dialog: DialogSettings = field(default_factory=DialogSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    telephony: TelephonySettings = field(default_factory=TelephonySettings)
+    turn: TurnSettings = field(default_factory=TurnSettings)
 
 
 class SettingsError(ValueError):

@@ -1,7 +1,9 @@
 """Every model a process needs, loaded once and shared by all calls.
 
 ``Engines.load(settings)`` is what `voicebot serve`, `voicebot call` and the
-evaluations use; the server reports ready only after it returns.
+evaluations use; the server reports ready only after it returns. Engines hold
+the models only: calls reach them through engine clients
+(``voicebot.call.clients``), and the domain config is loaded and passed apart.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from voicebot.config import Settings
 
 if TYPE_CHECKING:
-    from voicebot.asr.scheduler import AsrScheduler
     from voicebot.asr.transcriber import Transcriber
-    from voicebot.dialog.domain import Domain
     from voicebot.nlu.encoder import TextEncoder
     from voicebot.nlu.intent import IntentClassifier
     from voicebot.tts.base import Synthesizer
+    from voicebot.turn.smart_turn import SmartTurnModel
+    from voicebot.turn.text_eou import TextTurnModel
     from voicebot.vad.silero import SileroVadModel
 
 log = logging.getLogger(__name__)
@@ -29,20 +31,19 @@ log = logging.getLogger(__name__)
 class Engines:
     settings: Settings
     transcriber: Transcriber
-    scheduler: AsrScheduler
     vad_model: SileroVadModel | None
     synthesizer: Synthesizer
     intent: IntentClassifier
-    domain: Domain
     encoder: TextEncoder | None = None
     load_seconds: dict[str, float] = field(default_factory=dict)
+    # End-of-turn models (settings.turn.detector); None: the endpointer's silence alone.
+    smart_turn: SmartTurnModel | None = None
+    text_turn: TextTurnModel | None = None
 
     @classmethod
     def load(cls, settings: Settings, *, with_encoder: bool = True) -> Engines:
         """Load every engine. Raises ModelNotProvisionedError with a one-line hint if a model is missing."""
         from voicebot.asr.factory import make_transcriber
-        from voicebot.asr.scheduler import AsrScheduler
-        from voicebot.dialog.domain import load_domain
         from voicebot.nlu.encoder import TextEncoder
         from voicebot.nlu.intent import load_intent_classifier
         from voicebot.tts import make_synthesizer
@@ -63,25 +64,34 @@ class Engines:
             vad_model = timed("vad", lambda: SileroVadModel(path if path.is_file() else None).load())
         synthesizer = timed("tts", lambda: make_synthesizer(settings.tts, settings.models).load())
         intent = timed("intent", lambda: load_intent_classifier(settings))
-        domain = timed("domain", lambda: load_domain(settings.dialog.domain))
         encoder = None
         if with_encoder:
             encoder = timed("encoder", lambda: TextEncoder(settings.nlu, settings.models).load())
+        smart_turn, text_turn = None, None
+        if settings.turn.detector != "silence":
+            from voicebot.turn.text_eou import TextTurnModel
+
+            text_turn = timed("turn-text", lambda: TextTurnModel.load(settings.models.dir))
+        if settings.turn.detector == "smart+text":
+            from voicebot.turn.smart_turn import SmartTurnModel
+
+            smart_turn = timed("turn-audio", lambda: SmartTurnModel.from_settings(
+                settings.models, settings.turn.smart_turn_threads).load())
         log.info("engines loaded: %s", ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
         return cls(
             settings=settings,
             transcriber=transcriber,
-            scheduler=AsrScheduler(transcriber, settings.asr),
             vad_model=vad_model,
             synthesizer=synthesizer,
             intent=intent,
-            domain=domain,
             encoder=encoder,
             load_seconds=timings,
+            smart_turn=smart_turn,
+            text_turn=text_turn,
         )
 
-    async def start(self) -> None:
-        await self.scheduler.start()
+    def clients(self) -> Any:
+        """Local engine clients over these models (``voicebot.call.clients.LocalEngineClients``)."""
+        from voicebot.call.clients import LocalEngineClients
 
-    async def aclose(self) -> None:
-        await self.scheduler.aclose()
+        return LocalEngineClients.of(self, self.settings)

@@ -1,9 +1,10 @@
 """Typed frames: the only currency between pipeline stages.
 
 Every frame is a frozen dataclass. Audio always carries its own sample rate;
-nothing in the pipeline assumes one. ``to_event()`` gives the JSON-ready dict a
-wire protocol or the call store uses (audio frames are sent as binary, so they
-have no event form).
+nothing in the pipeline assumes one. The call's stages (``voicebot.call``)
+publish these frames on the call's frame bus; observers turn the ones the
+outside world sees into typed wire events (``voicebot.protocol.events``), in
+one place: ``voicebot/call/events.py``.
 """
 
 from __future__ import annotations
@@ -49,9 +50,6 @@ class SpeechStarted:
 
     t: float
 
-    def to_event(self) -> dict[str, Any]:
-        return {"type": "speech.started", "t": round(self.t, 3)}
-
 
 @dataclass(frozen=True)
 class SpeechEnded:
@@ -65,9 +63,6 @@ class SpeechEnded:
     start: float
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)
     sample_rate: int = 16000
-
-    def to_event(self) -> dict[str, Any]:
-        return {"type": "speech.ended", "t": round(self.t, 3), "start": round(self.start, 3)}
 
 
 @dataclass(frozen=True)
@@ -94,23 +89,6 @@ class Transcript:
     end: float = 0.0
     committed: str = ""
 
-    def to_event(self) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "type": "transcript.final" if self.is_final else "transcript.partial",
-            "text": self.text,
-            "confidence": round(self.confidence, 4),
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-        }
-        if self.is_final:
-            event["words"] = [
-                {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3), "p": round(w.probability, 4)}
-                for w in self.words
-            ]
-        else:
-            event["committed"] = self.committed
-        return event
-
 
 @dataclass(frozen=True)
 class Intent:
@@ -121,15 +99,6 @@ class Intent:
     alternatives: tuple[tuple[str, float], ...] = ()
     slots: dict[str, str] = field(default_factory=dict)
 
-    def to_event(self) -> dict[str, Any]:
-        return {
-            "type": "intent",
-            "label": self.label,
-            "confidence": round(self.confidence, 4),
-            "alternatives": [{"label": label, "confidence": round(p, 4)} for label, p in self.alternatives],
-            "slots": dict(self.slots),
-        }
-
 
 @dataclass(frozen=True)
 class BotUtterance:
@@ -137,9 +106,6 @@ class BotUtterance:
 
     text: str
     action: str = ""
-
-    def to_event(self) -> dict[str, Any]:
-        return {"type": "bot.utterance", "text": self.text, "action": self.action}
 
 
 @dataclass(frozen=True)
@@ -161,9 +127,6 @@ class Handoff:
     reason: str
     context: dict[str, Any] = field(default_factory=dict)
 
-    def to_event(self) -> dict[str, Any]:
-        return {"type": "handoff", "reason": self.reason, "context": self.context}
-
 
 @dataclass(frozen=True)
 class Route:
@@ -171,9 +134,6 @@ class Route:
 
     route: str
     intent: str
-
-    def to_event(self) -> dict[str, Any]:
-        return {"type": "route", "route": self.route, "intent": self.intent}
 
 
 @dataclass(frozen=True)
@@ -183,21 +143,118 @@ class Error:
     code: str
     text: str
 
-    def to_event(self) -> dict[str, Any]:
-        return {"type": "error", "code": self.code, "message": self.text}
-
 
 @dataclass(frozen=True)
 class EndOfCall:
+    """The call is over; ``route`` and ``handoff`` say where it went."""
+
     reason: str = "completed"
+    route: str | None = None
+    handoff: bool = False
     wall_time: float = field(default_factory=time.time)
 
-    def to_event(self) -> dict[str, Any]:
-        return {"type": "call.end", "reason": self.reason}
+
+
+# ---------------------------------------------------------------- call-core frames
+# Published on a call's frame bus between the stages (voicebot.call); ``wall`` times
+# are time.perf_counter() marks, taken where the thing happened, for the latency observer.
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    """The call's pipeline is up (the greeting follows)."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    realtime: bool = True
+
+
+@dataclass(frozen=True)
+class VoiceActivity:
+    """The VAD's verdict on the newest analysed caller audio (one per pushed frame).
+
+    ``t`` is the caller stream time analysed so far, ``wall`` when that audio arrived.
+    """
+
+    t: float
+    probability: float
+    voiced: bool
+    wall: float
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    """One caller turn, decided by the turn-taker: the finals of one concern, merged."""
+
+    transcript: Transcript
+    parts: tuple[Transcript, ...] = ()
+
+
+@dataclass(frozen=True)
+class TurnDecided:
+    """The dialog's answer to one caller turn: what it understood and what it does."""
+
+    caller: str
+    asr_confidence: float
+    intent: str
+    confidence: float
+    slots: dict[str, str]
+    say: str
+    action: str
+    wall: float
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """The caller spoke over the bot: playback ``paused``, ``resumed`` or ``stopped``."""
+
+    action: str  # paused | resumed | stopped (the wire spelling)
+    t: float
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class BotSpeechStarted:
+    """The bot starts saying one utterance."""
+
+
+@dataclass(frozen=True)
+class BotFirstAudio:
+    """The first audio frame of a bot utterance left for the caller at ``wall``."""
+
+    wall: float
+
+
+@dataclass(frozen=True)
+class BotSpeechEnded:
+    completed: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TurnLatency:
+    """Measured spans of one turn in milliseconds (-1 = not measured)."""
+
+    endpoint_ms: float
+    asr_ms: float
+    intent_ms: float
+    tts_first_audio_ms: float
+    voice_to_voice_ms: float
+
+
+@dataclass(frozen=True)
+class AgentTookOver:
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class AgentReleased:
+    agent_id: str
 
 
 Frame = Union[
-    AudioFrame, SpeechStarted, SpeechEnded, Transcript, Intent, BotUtterance, BotAudio, Handoff, Route, Error, EndOfCall
+    AudioFrame, SpeechStarted, SpeechEnded, Transcript, Intent, BotUtterance, BotAudio, Handoff, Route, Error,
+    EndOfCall, SessionStarted, VoiceActivity, UserTurn, TurnDecided, BargeIn, BotSpeechStarted, BotFirstAudio,
+    BotSpeechEnded, TurnLatency, AgentTookOver, AgentReleased,
 ]
 
 

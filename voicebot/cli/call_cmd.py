@@ -38,12 +38,13 @@ def cmd_call(args: argparse.Namespace, settings: Settings) -> int:
     engines = Engines.load(settings, with_encoder=False)
 
     async def run():  # type: ignore[no-untyped-def]
-        await engines.start()
+        clients = engines.clients()
+        await clients.start()
         try:
-            return await simulate_call(engines, settings, list(args.audio), channel=args.channel,
+            return await simulate_call(clients, settings, list(args.audio), channel=args.channel,
                                        realtime=args.realtime)
         finally:
-            await engines.aclose()
+            await clients.aclose()
 
     result = asyncio.run(run())
     summary = result.summary()

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from voicebot.config import Settings
-from voicebot.store.sqlite import get_call, list_calls
+from voicebot.store.factory import describe, get_call, list_calls
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,12 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = list_calls(settings.store.path, limit=args.limit, status=args.status)
+    rows = list_calls(settings.store, limit=args.limit, status=args.status)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     if not rows:
-        print(f"no calls in {settings.store.path}")
+        print(f"no calls in {describe(settings.store)}")
         return 0
     print(f"{'call id':34} {'started (UTC)':20} {'dur':>6} {'status':12} {'by':6} {'intent':16} {'route':14} turns")
     for row in rows:
@@ -42,9 +42,9 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    call = get_call(settings.store.path, args.call_id)
+    call = get_call(settings.store, args.call_id)
     if call is None:
-        print(f"voicebot: no call {args.call_id!r} (or the prefix is ambiguous) in {settings.store.path}")
+        print(f"voicebot: no call {args.call_id!r} (or the prefix is ambiguous) in {describe(settings.store)}")
         return 1
     if args.json:
         print(json.dumps(call, ensure_ascii=False, indent=2))

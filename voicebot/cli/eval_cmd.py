@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.config import REPO_ROOT, Settings
+from voicebot.cli.turn_eval_cmd import add_turn  # `eval turn` lives in its own module
 
 DEFAULT_ASR_MANIFEST = REPO_ROOT.parent / "shared" / "data" / "speech-de" / "manifest.jsonl"
 
@@ -55,8 +56,14 @@ def _add_asr(esub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", type=Path, default=DEFAULT_ASR_MANIFEST,
                    help='JSONL, one {"audio": path relative to the manifest, "text": reference} per line '
                         "(default: the shared German speech set)")
-    p.add_argument("--channel", choices=("wideband", "telephone"), default="wideband",
-                   help="telephone: 8 kHz µ-law phone band first, then back to 16 kHz")
+    p.add_argument("--channel", choices=("wideband", "telephone", "both"), default="wideband",
+                   help="telephone: 8 kHz µ-law phone band first, then back to 16 kHz; both: one block per channel")
+    p.add_argument("--compare", action="store_true",
+                   help="decode every file both ways (streaming and raw) and compare per clip, worst first: "
+                        "error difference, lost first/last words, duplicated text")
+    p.add_argument("--raw-result", type=Path, action="append", metavar="RAW.json",
+                   help="with --compare: a stored --raw result of the same manifest (per channel; repeatable) "
+                        "instead of decoding again")
     p.add_argument("--raw", action="store_true",
                    help="plain faster-whisper transcribe on each whole file (beam 5, no VAD, no guards)")
     p.add_argument("--limit", type=int, help="only the first N files")
@@ -74,10 +81,25 @@ def cmd_eval_asr(args: argparse.Namespace, settings: Settings) -> int:
         if not args.json:
             print(f"[{i}/{n}] {Path(item['audio']).name}: {item['hypothesis']}", file=sys.stderr)
 
-    result = evaluate_asr(
-        settings, args.manifest, channel=args.channel, raw=args.raw, limit=args.limit,
-        partials=not args.no_partials, progress=progress,
-    )
+    raw_results = {}
+    for path in args.raw_result or ():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"voicebot: error: cannot read --raw-result {path}: {exc}", file=sys.stderr)
+            return 2
+        if stored.get("mode") != "raw" or "channel" not in stored:
+            print(f"voicebot: error: {path} is not a `voicebot eval asr --raw` result", file=sys.stderr)
+            return 2
+        raw_results[stored["channel"]] = stored
+    try:
+        result = evaluate_asr(
+            settings, args.manifest, channel=args.channel, raw=args.raw, limit=args.limit,
+            partials=not args.no_partials, progress=progress, compare=args.compare, raw_results=raw_results,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"voicebot: error: {exc}", file=sys.stderr)
+        return 2
     emit_result("asr", result, args, settings, lambda r: format_asr(r, show_items=args.show))
     return 0
 
@@ -183,16 +205,22 @@ def _add_intent(esub: argparse._SubParsersAction) -> None:
     p = esub.add_parser(
         "intent",
         help="intent classifier on a labelled JSONL file: accuracy, macro-F1, ECE, coverage, safety recall, latency",
-        description="Classifies every line ({\"text\", \"intent\"} per line) one at a time, as in a call, and "
+        description="Classifies every line ({\"text\", \"intent\"} per line) and "
         "reports accuracy, macro-F1, per-intent precision/recall/F1, the confusion matrix, ECE, the act/confirm/"
         "re-ask decision's coverage and selective accuracy at the trained thresholds, safety recall and the "
-        "false-escalation rate of the policy's escalation rule (top-1, safety runner-up, keyword net), and "
-        "milliseconds per utterance. Train the models first: voicebot train intent.",
+        "false-escalation rate of the policy's escalation rule (each safety intent's calibrated operating point, "
+        "the exact and the fuzzy keyword net), the safety coverage/false-escalation curve around the operating "
+        "points, how many lines got a confident ordinary intent (for out-of-domain sets such as "
+        "eval/intent/ood.jsonl), and milliseconds per utterance (one at a time, as in a call, on the first "
+        "--latency-sample lines). Spoken versions: eval/intent/dev_asr.jsonl, ood_asr.jsonl (telephone ASR). "
+        "Train the models first: voicebot train intent.",
     )
     p.add_argument("--data", type=Path, default=REPO_ROOT / "eval" / "intent" / "dev.jsonl",
                    help="labelled JSONL (default: eval/intent/dev.jsonl)")
     p.add_argument("--model", choices=("e5", "ngram", "both"),
                    help="which trained model (default: the configured one, n-gram fallback); both: compare")
+    p.add_argument("--latency-sample", type=int, default=40,
+                   help="lines timed one at a time for the latency figure (0: all; default 40)")
     add_output_flags(p)
 
     def handler(args: argparse.Namespace, settings: Settings) -> int:
@@ -206,7 +234,8 @@ def _add_intent(esub: argparse._SubParsersAction) -> None:
         names = ("e5", "ngram") if args.model == "both" else (args.model,)
         results = {}
         for name in names:
-            result = evaluate_intent(load_intent_classifier(settings, name), items, domain)
+            result = evaluate_intent(load_intent_classifier(settings, name), items, domain,
+                                     latency_sample=args.latency_sample)
             results[result["model"]] = {**result, "data": str(args.data)}
         if len(results) == 1:
             emit_result("intent", next(iter(results.values())), args, settings, format_report)
@@ -221,7 +250,7 @@ def _add_intent(esub: argparse._SubParsersAction) -> None:
 # --- registration ------------------------------------------------------------------------
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_asr, _add_calls, _add_tts, _add_compare,
-                                                                       _add_intent)
+                                                                       _add_intent, add_turn)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "voicebot.cli.calls_cmd",
     "voicebot.cli.eval_cmd",
     "voicebot.cli.bench_cmd",
+    "voicebot.cli.protocol_cmd",
 )
 
 

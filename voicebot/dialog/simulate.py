@@ -17,10 +17,12 @@ import numpy as np
 
 from voicebot.audio.channel import telephone_channel
 from voicebot.audio.io import read_audio
+from voicebot.call.clients import EngineClients
 from voicebot.config import Settings
+from voicebot.dialog.domain import Domain, load_domain
 from voicebot.dialog.session import CallSession
-from voicebot.engines import Engines
 from voicebot.frames import AudioFrame, BotAudio
+from voicebot.protocol.events import CallEvent, dump
 
 FRAME_MS = 20
 # Silence after each turn: long enough for the endpointer to close it.
@@ -76,25 +78,30 @@ async def _feed(session: CallSession, pcm: np.ndarray, rate: int, t0: float, rea
 
 
 async def simulate_call(
-    engines: Engines,
+    clients: EngineClients,
     settings: Settings,
     audio_files: list[Path],
     *,
+    domain: Domain | None = None,
     channel: str | None = None,
     realtime: bool = False,
     call_id: str | None = None,
 ) -> SimulatedCall:
-    """Run one call; each file is played after the bot has finished speaking."""
+    """Run one call; each file is played after the bot has finished speaking.
+
+    ``clients``: started engine clients (``Engines.load(settings).clients()``); ``domain``:
+    the loaded domain config (default: ``settings.dialog.domain``)."""
     out_rate = 8000 if channel == "telephone" else 16000
     result = SimulatedCall(call_id=call_id or f"sim-{uuid.uuid4().hex[:8]}", out_rate=out_rate)
 
-    async def emit(event: dict[str, Any]) -> None:
-        result.events.append(event)
+    async def emit(event: CallEvent) -> None:
+        result.events.append(dump(event))
 
     async def send_audio(audio: BotAudio) -> None:
         result.bot_audio.append(audio.pcm)
 
-    session = CallSession(engines, settings, result.call_id, emit=emit, send_audio=send_audio,
+    session = CallSession(clients, settings, result.call_id, domain=domain or load_domain(settings.dialog.domain),
+                          emit=emit, send_audio=send_audio,
                           out_rate=out_rate, realtime=realtime, metadata={"simulated": True, "channel": channel})
     await session.start()
     await session.wait_idle()

@@ -229,14 +229,19 @@ async def _run_scenarios(
     from voicebot.engines import Engines
 
     # The encoder only serves agent-assist retrieval; the calls themselves do not need it.
+    from voicebot.dialog.domain import load_domain
+
     engines = Engines.load(settings, with_encoder=False)
-    await engines.start()
+    domain = load_domain(settings.dialog.domain)
+    clients = engines.clients()
+    await clients.start()
     outcomes: list[CallOutcome] = []
     try:
         for scenario in tqdm(scenarios, desc="calls", unit="call", file=sys.stderr, disable=not progress):
             try:
                 call = await simulate_call(
-                    engines, settings, [t.audio for t in scenario.turns], channel=channel, call_id=scenario.id
+                    clients, settings, [t.audio for t in scenario.turns], domain=domain, channel=channel,
+                    call_id=scenario.id,
                 )
                 outcomes.append(outcome_from_events(scenario, call.events))
             except Exception as exc:  # noqa: BLE001 - one broken call is a scored failure, not a crashed eval
@@ -245,7 +250,7 @@ async def _run_scenarios(
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 outcomes.append(outcome)
     finally:
-        await engines.aclose()
+        await clients.aclose()
     return outcomes, dict(engines.load_seconds)
 
 

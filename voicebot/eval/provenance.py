@@ -98,11 +98,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Settings whose values are credentials: a report shows that they are set, never what they are.
+SECRET_SUFFIXES = ("secret", "token", "tokens", "password")
+
+
 def settings_dict(settings: Settings) -> dict[str, dict[str, Any]]:
     """The settings tree as JSON-ready nested dicts (paths as strings)."""
     out: dict[str, dict[str, Any]] = {}
     for f in fields(settings):
         section = getattr(settings, f.name)
         if is_dataclass(section) and not isinstance(section, type):
-            out[f.name] = {k: _plain(v) for k, v in asdict(section).items()}
+            out[f.name] = {k: "***" if v and k.endswith(SECRET_SUFFIXES) else _plain(v)
+                           for k, v in asdict(section).items()}
     return out

@@ -12,55 +12,45 @@ short hash of it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import logging
-import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket
 
+from voicebot.protocol.agent import (
+    PROTOCOL,
+    AckMessage,
+    AuthMessage,
+    AuthOkMessage,
+    CallsMessage,
+    ListMessage,
+    ReleaseMessage,
+    ReplayMessage,
+    SubscribedMessage,
+    SubscribeMessage,
+    TakeoverMessage,
+    UnsubscribedMessage,
+    UnsubscribeMessage,
+    parse_client_message,
+)
+from voicebot.protocol.base import Inbound, PingMessage, PongMessage, ProtocolError, decode_json
+from voicebot.server.auth import AgentAuth, fingerprint
 from voicebot.server.hub import CallRejected
 from voicebot.server.outbox import Outbox, error_event
+from voicebot.server.runtime import CallRuntime
 
-if TYPE_CHECKING:
-    from voicebot.server.app import ServerRuntime
+__all__ = ["PROTOCOL", "AgentAuth", "AgentConnection", "agent_endpoint", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
-PROTOCOL = "voicebot.agent.v1"
 CLOSE_UNAUTHORIZED = 4401
-
-
-def fingerprint(token: str | None) -> str:
-    """A short, non-reversible name for a token, fit for logs."""
-    if not token:
-        return "none"
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:8]
-
-
-class AgentAuth:
-    """The accepted agent tokens: from config/env, or one generated at start."""
-
-    def __init__(self, tokens: str) -> None:
-        self.tokens = [t.strip() for t in tokens.split(",") if t.strip()]
-        self.generated = not self.tokens
-        if self.generated:
-            self.tokens = [secrets.token_urlsafe(18)]
-
-    def check(self, token: Any) -> bool:
-        if not isinstance(token, str) or not token:
-            return False
-        # Compare against every token in constant time, so timing does not tell which matched.
-        matches = [hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens]
-        return any(matches)
 
 
 class AgentConnection:
     """One agent's websocket: authentication, subscriptions, takeover/release."""
 
-    def __init__(self, ws: WebSocket, runtime: ServerRuntime) -> None:
+    def __init__(self, ws: WebSocket, runtime: CallRuntime) -> None:
         self.ws = ws
         self.runtime = runtime
         settings = runtime.settings.server
@@ -75,8 +65,8 @@ class AgentConnection:
         self._serve_task: asyncio.Task[Any] | None = None
         self._drop_task: asyncio.Task[None] | None = None
 
-    def deliver(self, event: dict[str, Any]) -> bool:
-        return self.outbox.send_event(event)
+    def deliver(self, message: BaseModel) -> bool:
+        return self.outbox.send_event(message)
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is queued has been sent (server shutdown)."""
@@ -107,8 +97,8 @@ class AgentConnection:
             await self.outbox.wait_closed(grace=2.0)
 
     async def _authenticate(self) -> bool:
-        token: Any = self.ws.query_params.get("token")
-        name: Any = self.ws.query_params.get("agent")
+        token: str | None = self.ws.query_params.get("token")
+        name: str | None = self.ws.query_params.get("agent")
         if token is None:
             try:
                 message = await asyncio.wait_for(self.ws.receive(), self.settings.auth_timeout_s)
@@ -116,24 +106,21 @@ class AgentConnection:
                 message = {"type": "timeout"}
             if message.get("type") == "websocket.disconnect":
                 return False
-            try:
-                auth = json.loads(message.get("text") or "")
-            except json.JSONDecodeError:
-                auth = None
-            if isinstance(auth, dict) and auth.get("type") == "auth":
-                token, name = auth.get("token"), auth.get("agent") or name
+            auth = _auth_message(message.get("text"), self.settings.max_frame_bytes)
+            if auth is not None:
+                token, name = auth.token, auth.agent or name
         if not self.runtime.auth.check(token):
             log.warning("agent from %s refused: bad or missing token (sha256 %s)", self.peer,
-                        fingerprint(token if isinstance(token, str) else None))
+                        fingerprint(token))
             self.runtime.metrics.errors.labels("unauthorized").inc()
             self.outbox.send_event(error_event("unauthorized", "a valid agent token is required", fatal=True))
             self.outbox.close(CLOSE_UNAUTHORIZED, "unauthorized")
             return False
-        self.agent_id = str(name)[:64] if isinstance(name, str) and name.strip() else f"agent-{fingerprint(token)[:6]}"
+        self.agent_id = name[:64] if name and name.strip() else f"agent-{fingerprint(token)[:6]}"
         self.runtime.hub.add_agent(self)
         log.info("agent %s connected from %s (token sha256 %s)", self.agent_id, self.peer, fingerprint(token))
-        self.deliver({"type": "auth.ok", "agent_id": self.agent_id, "protocol": PROTOCOL})
-        self.deliver({"type": "calls", "calls": self.runtime.hub.list_calls()})
+        self.deliver(AuthOkMessage(agent_id=self.agent_id))
+        self.deliver(CallsMessage(calls=self.runtime.hub.list_calls()))
         return True
 
     async def _loop(self) -> None:
@@ -150,69 +137,72 @@ class AgentConnection:
                 self._error("bad_json", "agents send JSON text messages, not binary")
                 continue
             try:
-                request = json.loads(text)
-            except json.JSONDecodeError as exc:
-                self._error("bad_json", f"not JSON ({exc.msg})")
-                continue
-            if not isinstance(request, dict):
-                self._error("bad_json", "a message must be a JSON object with a \"type\"")
+                request = parse_client_message(text)
+            except ProtocolError as exc:
+                self._error(exc.code, exc.message)
                 continue
             await self._handle(request)
             if self.errors > self.settings.max_errors:
                 self.outbox.close(1008, "too many errors")
                 return
 
-    async def _handle(self, request: dict[str, Any]) -> None:
+    async def _handle(self, request: Inbound) -> None:
         hub = self.runtime.hub
-        rtype = request.get("type")
-        call_id = request.get("call_id")
-        if rtype == "list":
-            self.deliver({"type": "calls", "calls": hub.list_calls()})
-        elif rtype == "subscribe":
-            self._subscribe(call_id)
-        elif rtype == "unsubscribe":
-            self.subscriptions.discard(str(call_id))
-            self.deliver({"type": "unsubscribed", "call_id": call_id})
-        elif rtype in ("takeover", "release"):
+        if isinstance(request, ListMessage):
+            self.deliver(CallsMessage(calls=hub.list_calls()))
+        elif isinstance(request, SubscribeMessage):
+            self._subscribe(request.call_id)
+        elif isinstance(request, UnsubscribeMessage):
+            self.subscriptions.discard(request.call_id)
+            self.deliver(UnsubscribedMessage(call_id=request.call_id))
+        elif isinstance(request, (TakeoverMessage, ReleaseMessage)):
+            call_id = request.call_id
             try:
-                if rtype == "takeover":
-                    await hub.take_over(str(call_id), self.agent_id)
+                if isinstance(request, TakeoverMessage):
+                    await hub.take_over(call_id, self.agent_id)
                 else:
-                    await hub.release(str(call_id), self.agent_id)
+                    await hub.release(call_id, self.agent_id)
             except CallRejected as exc:
                 self._error(exc.code, str(exc), call_id=call_id)
                 return
-            log.info("agent %s: %s of call %s", self.agent_id, rtype, call_id)
-            self.deliver({"type": "ack", "action": rtype, "call_id": call_id})
-        elif rtype == "ping":
-            self.deliver({"type": "pong", "id": request.get("id")})
-        elif rtype == "auth":
-            self.deliver({"type": "auth.ok", "agent_id": self.agent_id, "protocol": PROTOCOL})
-        else:
-            self._error("unknown_type", f"unknown message type {rtype!r}; expected list, subscribe, "
-                        "unsubscribe, takeover, release or ping")
+            log.info("agent %s: %s of call %s", self.agent_id, request.type, call_id)
+            self.deliver(AckMessage(action=request.type, call_id=call_id))
+        elif isinstance(request, PingMessage):
+            self.deliver(PongMessage(id=request.id))
+        elif isinstance(request, AuthMessage):
+            self.deliver(AuthOkMessage(agent_id=self.agent_id))
 
-    def _subscribe(self, call_id: Any) -> None:
+    def _subscribe(self, call_id: str) -> None:
         hub = self.runtime.hub
         if call_id == "*":
             self.subscriptions.add("*")
-            self.deliver({"type": "subscribed", "call_id": "*"})
+            self.deliver(SubscribedMessage(call_id="*"))
             for live in [*hub.calls.values(), *reversed(hub.recent)]:
-                self.deliver({"type": "replay", "call_id": live.call_id, "call": live.summary(),
-                              "events": hub.replay(live)})
+                self.deliver(ReplayMessage(call_id=live.call_id, call=live.summary(), events=hub.replay(live)))
             return
-        call = hub.find(call_id) if isinstance(call_id, str) else None
+        call = hub.find(call_id)
         if call is None:
             self._error("unknown_call", f"no call {call_id!r}", call_id=call_id)
             return
         self.subscriptions.add(call.call_id)
-        self.deliver({"type": "subscribed", "call_id": call.call_id})
-        self.deliver({"type": "replay", "call_id": call.call_id, "call": call.summary(), "events": hub.replay(call)})
+        self.deliver(SubscribedMessage(call_id=call.call_id))
+        self.deliver(ReplayMessage(call_id=call.call_id, call=call.summary(), events=hub.replay(call)))
 
-    def _error(self, code: str, message: str, **extra: Any) -> None:
+    def _error(self, code: str, message: str, *, call_id: str = "") -> None:
         self.errors += 1
         self.runtime.metrics.errors.labels(code).inc()
-        self.deliver(error_event(code, message, **extra))
+        self.deliver(error_event(code, message, call_id=call_id))
+
+
+def _auth_message(text: str | None, max_bytes: int) -> AuthMessage | None:
+    """The first message as an ``auth`` request, or None (which then fails the token check)."""
+    if not text or len(text) > max_bytes:
+        return None
+    try:
+        message = decode_json(text)
+        return AuthMessage.model_validate(message) if message.get("type") == "auth" else None
+    except (ProtocolError, ValidationError):
+        return None
 
 
 async def agent_endpoint(ws: WebSocket) -> None:

@@ -16,19 +16,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.websockets import WebSocket
 
 from voicebot.audio.codecs import AudioFormat, Decoder, Encoder
 from voicebot.audio.errors import AudioFormatError
 from voicebot.frames import AudioFrame, BotAudio
+from voicebot.protocol.base import ProtocolError, to_json
+from voicebot.protocol.events import (
+    BargeInEvent,
+    BotAudioEndEvent,
+    CallEndEvent,
+    CallEvent,
+    CallStartedEvent,
+    ErrorEvent,
+)
+from voicebot.server.handover import Handover
 from voicebot.server.hub import CallRejected, LiveCall, Session
 from voicebot.server.logs import CallLog
-from voicebot.server.outbox import Outbox, dumps, error_event
-
-if TYPE_CHECKING:
-    from voicebot.server.app import ServerRuntime
+from voicebot.server.outbox import Outbox, error_event
+from voicebot.server.runtime import CallRuntime
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,11 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013
 _FINISH_TIMEOUT_S = 5.0
+# Bad input after which the stream cannot go on, and the close code it gets (docs/PROTOCOL.md).
+FATAL_CLOSE = {
+    "bad_start": CLOSE_POLICY, "unsupported_protocol": CLOSE_UNSUPPORTED, "unsupported_encoding": CLOSE_UNSUPPORTED,
+    "unsupported_rate": CLOSE_UNSUPPORTED, "unsupported_channels": CLOSE_UNSUPPORTED,
+}
 
 
 class CallConnection:
@@ -47,7 +60,7 @@ class CallConnection:
 
     protocol = "abstract"
 
-    def __init__(self, ws: WebSocket, runtime: ServerRuntime) -> None:
+    def __init__(self, ws: WebSocket, runtime: CallRuntime) -> None:
         self.ws = ws
         self.runtime = runtime
         self.settings = runtime.settings.server
@@ -59,6 +72,7 @@ class CallConnection:
         )
         self.call: LiveCall | None = None
         self.session: Session | None = None
+        self.handover: Handover | None = None
         self.decoder: Decoder | None = None
         self.encoder: Encoder | None = None
         self.log: logging.LoggerAdapter[logging.Logger] | logging.Logger = log
@@ -83,7 +97,7 @@ class CallConnection:
     async def on_bytes(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def deliver_event(self, event: dict[str, Any]) -> None:
+    def deliver_event(self, event: CallEvent) -> None:
         """Send one call event to the caller (the protocol decides which and how)."""
         raise NotImplementedError
 
@@ -91,11 +105,11 @@ class CallConnection:
         """Send bot audio, already in the caller's encoding and rate."""
         raise NotImplementedError
 
-    def on_call_event(self, event: dict[str, Any]) -> None:
+    def on_call_event(self, event: CallEvent) -> None:
         """Protocol reactions to call events (Twilio: ``mark`` and ``clear``)."""
 
-    def encode_error(self, event: dict[str, Any]) -> str:
-        return dumps(event)
+    def encode_error(self, event: ErrorEvent) -> str:
+        return to_json(event)
 
     # ------------------------------------------------------------------ receive loop
     async def serve(self) -> None:
@@ -131,20 +145,26 @@ class CallConnection:
             self.outbox.close(CLOSE_NORMAL)
             await self.outbox.wait_closed(grace=2.0)
 
+    async def reject(self, exc: ProtocolError) -> None:
+        """A message the protocol refused: its error code, closing where the stream cannot go on."""
+        await self.fail(exc.code, exc.message, close=FATAL_CLOSE.get(exc.code))
+
     async def fail(self, code: str, message: str, *, close: int | None = None) -> None:
         """Report bad input with an ``error`` event; with ``close``, end the call and close the socket."""
         self.errors += 1
         too_many = self.errors > self.settings.max_errors
         fatal = close is not None or too_many
-        event = error_event(code, message, fatal=fatal)
         if too_many and close is None:
-            event["message"] += f" (more than {self.settings.max_errors} errors; closing)"
+            message += f" (more than {self.settings.max_errors} errors; closing)"
+        event = error_event(code, message, fatal=fatal)
         self.log.info("protocol error %s: %s", code, message)
         if self.call is not None and self.call.state != "ended":
-            event = self.runtime.hub.publish(self.call, event)
+            self.runtime.hub.publish(self.call, event, then=lambda e: self.outbox.put(self.encode_error(e)))
+            if fatal:
+                await self.call.delivery.drained()  # the error is out before the close
         else:
             self.runtime.metrics.errors.labels(code).inc()
-        self.outbox.put(self.encode_error(event))
+            self.outbox.put(self.encode_error(event))
         if fatal:
             await self.close(close or CLOSE_POLICY, reason="error")
 
@@ -158,7 +178,7 @@ class CallConnection:
     # ------------------------------------------------------------------ the call
     async def start_call(
         self, call_id: str, caller: dict[str, Any], in_format: AudioFormat, out_format: AudioFormat,
-        started: dict[str, Any],
+        started: CallStartedEvent,
     ) -> bool:
         """Open the call in the hub and start its session; False (after an error event) if refused."""
         if self.runtime.state != "ready":
@@ -175,7 +195,7 @@ class CallConnection:
         self.log = CallLog(log, call_id)
         self.decoder = Decoder(in_format)
         self.encoder = Encoder(out_format)
-        await self._emit({"type": "call.started", "protocol": started.get("protocol", self.protocol), **started})
+        await self._emit(started)
         try:
             self.session = self.runtime.new_session(
                 call_id, emit=self._emit, send_audio=self._send_audio, out_rate=out_format.sample_rate,
@@ -187,6 +207,10 @@ class CallConnection:
             await self.fail("internal", f"the call could not be started: {exc}", close=CLOSE_INTERNAL)
             return False
         call.session = self.session
+        call_sid, account_sid = self.twilio_sids()
+        self.handover = Handover(
+            self.runtime.transfer, call_id, self.protocol, publish=self._publish_handover, end_call=self._transferred,
+            tasks=self.runtime.transfers, twilio_call_sid=call_sid, twilio_account_sid=account_sid)
         self.runtime.connections.add(self)
         self.log.info("call started (%s, %s %d Hz, peer %s)", self.protocol, in_format.encoding,
                       in_format.sample_rate, self.peer)
@@ -236,33 +260,50 @@ class CallConnection:
             except Exception:  # noqa: BLE001 - one bad frame must not end the call
                 self.log.exception("session failed on caller audio")
 
-    async def _emit(self, event: dict[str, Any]) -> None:
+    async def _emit(self, event: CallEvent) -> None:
         """The session's event sink: to the hub (agents, store, metrics) and to the caller."""
         if self.call is None:
             return
-        stamped = self.runtime.hub.publish(self.call, event)
-        etype = stamped.get("type")
-        if etype == "bot.audio.end" and self.encoder is not None:
+        self.runtime.hub.publish(self.call, event, then=self._to_caller)
+
+    def twilio_sids(self) -> tuple[str | None, str | None]:
+        """The Twilio call and account SIDs (Twilio streams only), for the handoff redirect."""
+        return None, None
+
+    def _publish_handover(self, event: CallEvent, to_caller: bool) -> None:
+        if self.call is not None:
+            self.runtime.hub.publish(self.call, event, then=self._to_caller if to_caller else None)
+
+    async def _transferred(self, reason: str) -> None:
+        await self.close(CLOSE_NORMAL, reason)
+
+    def _to_caller(self, stamped: CallEvent) -> None:
+        """A committed event, to the caller (in order with the audio)."""
+        if self.handover is not None:
+            self.handover.on_event(stamped)
+        if isinstance(stamped, BotAudioEndEvent) and self.encoder is not None:
             tail = self.encoder.flush()
             if tail:
                 self.deliver_audio(tail)
-        elif etype == "bargein" and stamped.get("action") != "resumed":
-            # Audio queued but not yet sent would keep talking over the caller.
+        elif isinstance(stamped, BargeInEvent) and stamped.action == "stopped":
+            # Audio queued but not yet sent would keep talking over the caller. A pause sends
+            # nothing new and may resume ("mhm"), so what is queued stays.
             self.outbox.purge_audio()
             if self.encoder is not None:
                 self.encoder.reset()
         self.deliver_event(stamped)
         self.on_call_event(stamped)
-        if etype == "call.end" and not self._finished and self._finish_task is None:
+        if isinstance(stamped, CallEndEvent) and not self._finished and self._finish_task is None:
             # The session ended the call itself (goodbye said, or handed off): close the line.
-            self._finish_task = asyncio.create_task(self.close(CLOSE_NORMAL, str(stamped.get("reason") or "completed")))
+            self._finish_task = asyncio.create_task(self.close(CLOSE_NORMAL, stamped.reason or "completed"))
 
     async def _send_audio(self, audio: BotAudio) -> None:
         if self.encoder is None or self.closing:
             return
         data = self.encoder.encode(audio.pcm, audio.sample_rate)
-        if data:
-            self.deliver_audio(data)
+        if data and self.call is not None:
+            # Behind any event still waiting for its commit, so events and audio keep their order.
+            self.call.delivery.after(None, lambda: self.deliver_audio(data))
 
     def _on_slow(self) -> None:
         """The client stopped reading: record it, end the call, and stop waiting for the client."""
@@ -298,6 +339,7 @@ class CallConnection:
                 await asyncio.wait_for(self.session.end(reason), _FINISH_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - the call is closed in the hub whatever the session does
                 self.log.exception("session end failed")
+        await self.call.delivery.drained()  # the last events reach the outbox before it closes
         self.runtime.hub.close_call(self.call, reason)
         self.log.info("call ended: %s", self.call.end_reason)
 
@@ -310,14 +352,3 @@ class CallConnection:
         self.outbox.close(CLOSE_GOING_AWAY, "server shutting down")
         await self.outbox.wait_closed(grace=self.settings.send_timeout_s)
 
-
-def parse_format(encoding: Any, sample_rate: Any) -> tuple[AudioFormat | None, str, str]:
-    """Validate a declared audio format: (format, "", "") or (None, error code, message)."""
-    try:
-        AudioFormat(encoding if isinstance(encoding, str) else str(encoding), 16000)
-    except AudioFormatError as exc:
-        return None, "unsupported_encoding", str(exc)
-    try:
-        return AudioFormat(encoding, sample_rate), "", ""
-    except AudioFormatError as exc:
-        return None, "unsupported_rate", str(exc)

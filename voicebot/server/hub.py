@@ -19,16 +19,42 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from voicebot.assist.kb import KnowledgeBase
 from voicebot.assist.redact import redact_event, redact_text
 from voicebot.config import Settings
+from voicebot.protocol.agent import CallSummary, CallUpdateMessage
+from voicebot.protocol.events import (
+    AgentReleaseEvent,
+    AgentTakeoverEvent,
+    CallEndEvent,
+    CallEvent,
+    HandoffEvent,
+    IntentEvent,
+    Suggestion,
+    SuggestionsEvent,
+    TranscriptFinalEvent,
+    TranscriptPartialEvent,
+    dump,
+)
+from voicebot.server.delivery import CommitOrder
 from voicebot.server.metrics import ServerMetrics
-from voicebot.store.sqlite import CallStore
+from voicebot.store.base import CallStoreBackend
+from voicebot.store.errors import DuplicateCallId
+
+if TYPE_CHECKING:
+    from voicebot.frames import BotAudio
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=CallEvent)
+EventSink = Callable[[CallEvent], Awaitable[None]]
+AudioSink = Callable[["BotAudio"], Awaitable[None]]
 
 # How long a final transcript waits for its intent before suggestions are searched without one.
 _SUGGEST_WAIT_S = 0.8
@@ -60,7 +86,7 @@ class AgentLink(Protocol):
     agent_id: str
     subscriptions: set[str]
 
-    def deliver(self, event: dict[str, Any]) -> bool: ...
+    def deliver(self, message: BaseModel) -> bool: ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -76,9 +102,9 @@ class LiveCall:
     state: str = "bot"  # bot | human | ended
     session: Session | None = None
     seq: int = 0
-    replay: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
-    partial: dict[str, Any] | None = None
-    intent: dict[str, Any] | None = None
+    replay: deque[CallEvent] = field(default_factory=lambda: deque(maxlen=2000))
+    partial: CallEvent | None = None
+    intent: IntentEvent | None = None
     last_final: str = ""
     turns: int = 0
     agent_id: str | None = None
@@ -86,30 +112,26 @@ class LiveCall:
     end_reason: str | None = None
     ended_at: float | None = None
     suggest_task: asyncio.Task[None] | None = None
+    # Deliveries wait for the store's commit, in order (commit before send).
+    delivery: CommitOrder = field(default_factory=CommitOrder)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> CallSummary:
         """One row of the agents' call list."""
-        return {
-            "call_id": self.call_id,
-            "protocol": self.protocol,
-            "caller": self.caller,
-            "started_at": round(self.started_at, 3),
-            "state": self.state,
-            "intent": self.intent.get("label") if self.intent else None,
-            "confidence": self.intent.get("confidence") if self.intent else None,
-            "turns": self.turns,
-            "agent_id": self.agent_id,
-            "handoff": self.handoff,
-            "end_reason": self.end_reason,
-            "ended_at": round(self.ended_at, 3) if self.ended_at else None,
-        }
+        return CallSummary(
+            call_id=self.call_id, protocol=self.protocol, caller=self.caller, started_at=round(self.started_at, 3),
+            state=self.state,  # type: ignore[arg-type]
+            intent=self.intent.label if self.intent else None,
+            confidence=self.intent.confidence if self.intent else None,
+            turns=self.turns, agent_id=self.agent_id, handoff=self.handoff, end_reason=self.end_reason,
+            ended_at=round(self.ended_at, 3) if self.ended_at else None,
+        )
 
 
 class CallHub:
     """Registry of live calls and agents; fans every call event out. One per server."""
 
     def __init__(
-        self, settings: Settings, metrics: ServerMetrics, store: CallStore | None = None,
+        self, settings: Settings, metrics: ServerMetrics, store: CallStoreBackend | None = None,
         kb: KnowledgeBase | None = None,
     ) -> None:
         self.settings = settings
@@ -129,16 +151,21 @@ class CallHub:
             raise CallRejected("shutting_down", "the server is shutting down; call again shortly")
         if call_id in self.calls:
             raise CallRejected("duplicate_call_id", f"call {call_id!r} is already active")
+        if self.find(call_id) is not None:  # a server without a store still never reuses an id
+            raise CallRejected("duplicate_call_id", f"call {call_id!r} was used before; use a new id")
         if len(self.calls) >= self.settings.server.max_calls:
             raise CallRejected("busy", f"all {self.settings.server.max_calls} lines are busy; call again shortly")
         view = redact_event(caller) if self.redact_agents else dict(caller)
         call = LiveCall(call_id, protocol, view, replay=deque(maxlen=self.settings.server.replay_max_events))
+        if self.store is not None:
+            stored = caller if not self.redact_store else view if self.redact_agents else redact_event(caller)
+            try:
+                self.store.create_call(call_id, protocol=protocol, caller=stored, started_at=call.started_at)
+            except DuplicateCallId as exc:  # call ids are never reused, not even after the call ended
+                raise CallRejected("duplicate_call_id", f"call {call_id!r} was used before; use a new id") from exc
         self.calls[call_id] = call
         self.metrics.calls.labels(protocol).inc()
         self.metrics.active_calls.set(len(self.calls))
-        if self.store is not None:
-            stored = caller if not self.redact_store else view if self.redact_agents else redact_event(caller)
-            self.store.create_call(call_id, protocol=protocol, caller=stored, started_at=call.started_at)
         self._broadcast_update(call)
         return call
 
@@ -162,59 +189,64 @@ class CallHub:
     def find(self, call_id: str) -> LiveCall | None:
         return self.calls.get(call_id) or next((c for c in self.recent if c.call_id == call_id), None)
 
-    def list_calls(self) -> list[dict[str, Any]]:
+    def list_calls(self) -> list[CallSummary]:
         return [c.summary() for c in self.calls.values()] + [c.summary() for c in self.recent]
 
     # ------------------------------------------------------------------ events
-    def publish(self, call: LiveCall, event: dict[str, Any], *, redact: bool = True) -> dict[str, Any]:
-        """Stamp one call event and send it everywhere but to the caller; returns the stamped event."""
-        event = dict(event)
-        event["call_id"] = call.call_id
-        event["seq"] = call.seq
-        event.setdefault("ts", time.time())
+    def publish(
+        self, call: LiveCall, event: E, *, redact: bool = True, then: Callable[[E], None] | None = None,
+    ) -> E:
+        """Stamp one call event, store it, and once it is committed send it to the agents, then
+        ``then(stamped)`` (the caller's copy). Returns the stamped event at once."""
+        event = event.model_copy(update={"call_id": call.call_id, "seq": call.seq})
         call.seq += 1
         self.metrics.observe(event)
-        view = redact_event(event) if redact and (self.redact_agents or self.redact_store) else event
+        view = _redacted(event) if redact and (self.redact_agents or self.redact_store) else event
+        committed = None
         if self.store is not None:
-            self.store.add_event(call.call_id, view if self.redact_store else event, redacted=True)
+            committed = self.store.add_event(call.call_id, view if self.redact_store else event, redacted=True)
         agent_view = view if self.redact_agents else event
-        changed = self._track(call, event, agent_view)
-        self._fan_out(call.call_id, agent_view)
-        if changed:
-            self._broadcast_update(call)
-        self._assist(call, event)
+
+        def deliver() -> None:
+            changed = self._track(call, event, agent_view)
+            self._fan_out(call.call_id, agent_view)
+            if changed:
+                self._broadcast_update(call)
+            self._assist(call, event)
+            if then is not None:
+                then(event)
+
+        call.delivery.after(committed, deliver)
         return event
 
-    def _track(self, call: LiveCall, event: dict[str, Any], view: dict[str, Any]) -> bool:
+    def _track(self, call: LiveCall, event: CallEvent, view: CallEvent) -> bool:
         """Update what the hub knows of the call; True if its row in the agents' list changed."""
-        etype = event.get("type")
         changed = False
-        if etype == "transcript.partial":
+        if isinstance(event, TranscriptPartialEvent):
             call.partial = view  # only the newest partial is worth replaying
             return False
-        if etype == "transcript.final":
+        if isinstance(event, TranscriptFinalEvent):
             call.partial = None
-            if str(event.get("text", "")).strip():
+            if event.text.strip():
                 call.turns += 1
-                call.last_final = str(event.get("text", ""))
-        elif etype == "intent":
+                call.last_final = event.text
+        elif isinstance(view, IntentEvent):
             call.intent = view
             changed = True
-        elif etype == "handoff":
-            call.handoff = str(event.get("reason", ""))
+        elif isinstance(event, HandoffEvent):
+            call.handoff = event.reason
             changed = True
-        elif etype == "agent.takeover":
-            call.state, call.agent_id, changed = "human", event.get("agent_id"), True
-        elif etype == "agent.release":
+        elif isinstance(event, AgentTakeoverEvent):
+            call.state, call.agent_id, changed = "human", event.agent_id, True
+        elif isinstance(event, AgentReleaseEvent):
             call.state, changed = "bot", True
-        elif etype == "call.end":
-            call.end_reason = str(event.get("reason") or "completed")
-            ts = event.get("ts")
-            call.ended_at = float(ts) if isinstance(ts, (int, float)) else time.time()
+        elif isinstance(event, CallEndEvent):
+            call.end_reason = event.reason or "completed"
+            call.ended_at = event.ts
         call.replay.append(view)
         return changed
 
-    def replay(self, call: LiveCall) -> list[dict[str, Any]]:
+    def replay(self, call: LiveCall) -> list[CallEvent]:
         events = list(call.replay)
         if call.partial is not None:
             events.append(call.partial)
@@ -229,13 +261,13 @@ class CallHub:
         self.agents.discard(agent)
         self.metrics.agents_connected.set(len(self.agents))
 
-    def _fan_out(self, call_id: str, event: dict[str, Any]) -> None:
+    def _fan_out(self, call_id: str, event: CallEvent) -> None:
         for agent in list(self.agents):
             if call_id in agent.subscriptions or "*" in agent.subscriptions:
                 agent.deliver(event)
 
     def _broadcast_update(self, call: LiveCall) -> None:
-        update = {"type": "call.update", "call": call.summary()}
+        update = CallUpdateMessage(call=call.summary())
         for agent in list(self.agents):
             agent.deliver(update)
 
@@ -258,13 +290,12 @@ class CallHub:
         return call
 
     # ------------------------------------------------------------------ assist
-    def _assist(self, call: LiveCall, event: dict[str, Any]) -> None:
+    def _assist(self, call: LiveCall, event: CallEvent) -> None:
         if self.kb is None or not self.kb.entries:
             return
-        etype = event.get("type")
-        if etype == "transcript.final" and str(event.get("text", "")).strip():
+        if isinstance(event, TranscriptFinalEvent) and event.text.strip():
             self._schedule_suggest(call, delay=_SUGGEST_WAIT_S)
-        elif etype == "intent" and call.last_final:
+        elif isinstance(event, IntentEvent) and call.last_final:
             self._schedule_suggest(call, delay=0.0)
 
     def _schedule_suggest(self, call: LiveCall, delay: float) -> None:
@@ -279,7 +310,7 @@ class CallHub:
         if delay:
             await asyncio.sleep(delay)
         text = call.last_final
-        label = call.intent.get("label") if call.intent else None
+        label = call.intent.label if call.intent else None
         loop = asyncio.get_running_loop()
         try:
             items = await loop.run_in_executor(None, kb.suggest, text, label, 3)
@@ -288,13 +319,10 @@ class CallHub:
             return
         if call.state == "ended" and call.call_id not in self.calls:
             return
-        event = {
-            "type": "suggestions",
-            "for_text": redact_text(text) if self.redact_agents else text,
-            "intent": label,
-            "items": [s.to_dict() for s in items],
-            "next_steps": kb.next_steps(label),
-        }
+        event = SuggestionsEvent(
+            for_text=redact_text(text) if self.redact_agents else text, intent=label,
+            items=[Suggestion(**s.to_dict()) for s in items], next_steps=kb.next_steps(label),
+        )
         # Knowledge-base answers are the domain's words, not the caller's: never masked.
         self.publish(call, event, redact=False)
 
@@ -304,3 +332,9 @@ class CallHub:
                 call.suggest_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await call.suggest_task
+
+
+def _redacted(event: CallEvent) -> CallEvent:
+    """The event with personal data masked (same type; word timings dropped where the text changed)."""
+    return type(event).model_validate(redact_event(dump(event)))
+

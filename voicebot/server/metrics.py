@@ -8,9 +8,18 @@ cannot drift from what the store records.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from voicebot.protocol.events import (
+    AgentTakeoverEvent,
+    BargeInEvent,
+    CallEvent,
+    ErrorEvent,
+    HandoffEvent,
+    IntentEvent,
+    LatencyEvent,
+    TranscriptFinalEvent,
+)
 
 # End-of-speech latencies: a good turn is under a second, a bad one several.
 _LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -45,33 +54,32 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS, registry=r,
         )
 
-    def observe(self, event: dict[str, Any]) -> None:
+    def observe(self, event: CallEvent) -> None:
         """Count one call event (called by the hub for every event it publishes)."""
-        etype = event.get("type")
-        if etype == "transcript.final" and str(event.get("text", "")).strip():
+        if isinstance(event, TranscriptFinalEvent) and event.text.strip():
             self.turns.inc()
-        elif etype == "intent":
-            self.intents.labels(str(event.get("label", "unknown"))).inc()
-        elif etype == "handoff":
-            self.handoffs.labels(str(event.get("reason", "unknown"))).inc()
-        elif etype == "agent.takeover":
+        elif isinstance(event, IntentEvent):
+            self.intents.labels(event.label).inc()
+        elif isinstance(event, HandoffEvent):
+            self.handoffs.labels(event.reason).inc()
+        elif isinstance(event, AgentTakeoverEvent):
             self.takeovers.inc()
-        elif etype == "bargein":
-            self.bargeins.labels(str(event.get("action", "paused"))).inc()
-        elif etype == "error":
-            self.errors.labels(str(event.get("code", "unknown"))).inc()
-        elif etype == "latency":
+        elif isinstance(event, BargeInEvent):
+            self.bargeins.labels(event.action).inc()
+        elif isinstance(event, ErrorEvent):
+            self.errors.labels(event.code).inc()
+        elif isinstance(event, LatencyEvent):
             self._observe_latency(event)
 
-    def _observe_latency(self, event: dict[str, Any]) -> None:
+    def _observe_latency(self, event: LatencyEvent) -> None:
         # The session's per-turn breakdown (milliseconds, -1 = not measured):
         # endpoint_ms (speech end -> endpoint), asr_ms (-> final), intent_ms (-> intent),
         # voice_to_voice_ms (speech end -> first bot audio).
-        def ms(key: str) -> float | None:
-            value = event.get(key)
-            return float(value) if isinstance(value, (int, float)) and value >= 0 else None
+        def ms(value: float) -> float | None:
+            return value if value >= 0 else None
 
-        endpoint, asr, intent, v2v = ms("endpoint_ms"), ms("asr_ms"), ms("intent_ms"), ms("voice_to_voice_ms")
+        endpoint, asr, intent = ms(event.endpoint_ms), ms(event.asr_ms), ms(event.intent_ms)
+        v2v = ms(event.voice_to_voice_ms)
         if endpoint is not None and asr is not None:
             self.eos_to_final.observe((endpoint + asr) / 1000.0)
             if intent is not None:

@@ -4,22 +4,21 @@ Client → server: a JSON ``start`` (encoding, sample_rate, optional call_id and
 caller metadata), then binary frames of audio in that format, then ``stop``.
 Server → client: JSON events (``call.started``, transcripts, ``intent``,
 ``bot.utterance``, ``handoff``, ``call.end``, ``error``, ...) and binary bot audio
-in the caller's own encoding and rate, in order.
+in the caller's own encoding and rate, in order. The messages and their
+validation live in ``voicebot.protocol.native``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
-from typing import Any
 
 from starlette.websockets import WebSocket
 
-from voicebot.server.calls import CLOSE_POLICY, CLOSE_UNSUPPORTED, CallConnection, parse_format
-
-PROTOCOL = "voicebot.v1"
-_CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+from voicebot.audio.codecs import AudioFormat
+from voicebot.protocol.base import PingMessage, PongMessage, ProtocolError
+from voicebot.protocol.events import CallEvent, CallStartedEvent
+from voicebot.protocol.native import PROTOCOL, StartMessage, StopMessage, parse_client_message
+from voicebot.server.calls import CallConnection
 
 
 class NativeConnection(CallConnection):
@@ -34,27 +33,23 @@ class NativeConnection(CallConnection):
 
     async def on_text(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            await self.fail("bad_json", f"a text message must be one JSON object ({exc.msg} at {exc.pos})")
+            message = parse_client_message(text)
+        except ProtocolError as exc:
+            if exc.kind == "start" and self.call is not None:
+                await self.fail("already_started", "this connection already carries a call; open a new one")
+            else:
+                await self.reject(exc)
             return
-        if not isinstance(message, dict):
-            await self.fail("bad_json", "a text message must be a JSON object with a \"type\"")
-            return
-        mtype = message.get("type")
-        if mtype == "start":
+        if isinstance(message, StartMessage):
             await self._on_start(message)
-        elif mtype == "stop":
+        elif isinstance(message, StopMessage):
             if self.call is None:
                 await self.fail("not_started", "\"stop\" before \"start\"")
                 return
             self.stopped = True
             await self.close(1000, "completed")
-        elif mtype == "ping":
-            self.outbox.send_event({"type": "pong", "id": message.get("id")})
-        else:
-            await self.fail("unknown_type", f"unknown message type {mtype!r}; expected start, stop or ping"
-                            if mtype is not None else "a message needs a \"type\"")
+        elif isinstance(message, PingMessage):
+            self.outbox.send_event(PongMessage(id=message.id))
 
     async def on_bytes(self, data: bytes) -> None:
         if self.call is None:
@@ -65,46 +60,20 @@ class NativeConnection(CallConnection):
             return
         self.push_audio(data)
 
-    def deliver_event(self, event: dict[str, Any]) -> None:
+    def deliver_event(self, event: CallEvent) -> None:
         self.outbox.send_event(event)
 
     def deliver_audio(self, data: bytes) -> None:
         self.outbox.put(data)
 
-    async def _on_start(self, message: dict[str, Any]) -> None:
+    async def _on_start(self, message: StartMessage) -> None:
         if self.call is not None:
             await self.fail("already_started", "this connection already carries a call; open a new one")
             return
-        protocol = message.get("protocol", PROTOCOL)
-        if protocol != PROTOCOL:
-            await self.fail("unsupported_protocol", f"protocol {protocol!r} is not supported; use {PROTOCOL!r}",
-                            close=CLOSE_UNSUPPORTED)
-            return
-        if "encoding" not in message or "sample_rate" not in message:
-            await self.fail("bad_start", "\"start\" needs \"encoding\" (pcm_s16le, mulaw, alaw) and \"sample_rate\"",
-                            close=CLOSE_POLICY)
-            return
-        fmt, code, error = parse_format(message["encoding"], message["sample_rate"])
-        if fmt is None:
-            await self.fail(code, error, close=CLOSE_UNSUPPORTED)
-            return
-        channels = message.get("channels", 1)
-        if channels != 1:
-            await self.fail("unsupported_channels", f"only mono audio is supported, got channels={channels!r}",
-                            close=CLOSE_UNSUPPORTED)
-            return
-        call_id = message.get("call_id") or uuid.uuid4().hex
-        if not isinstance(call_id, str) or not _CALL_ID.match(call_id):
-            await self.fail("bad_start", "call_id must be 1-64 characters of letters, digits and . _ : -",
-                            close=CLOSE_POLICY)
-            return
-        caller = message.get("caller") or {}
-        if not isinstance(caller, dict):
-            await self.fail("bad_start", "caller must be a JSON object", close=CLOSE_POLICY)
-            return
+        fmt = AudioFormat(message.encoding, message.sample_rate)  # validated by the message model
         await self.start_call(
-            call_id, caller, fmt, fmt,
-            {"protocol": PROTOCOL, "encoding": fmt.encoding, "sample_rate": fmt.sample_rate},
+            message.call_id or uuid.uuid4().hex, message.caller or {}, fmt, fmt,
+            CallStartedEvent(protocol=PROTOCOL, encoding=fmt.encoding, sample_rate=fmt.sample_rate),
         )
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from pydantic import BaseModel
 from starlette.websockets import WebSocket
+
+from voicebot.protocol.base import to_json
+from voicebot.protocol.events import ErrorEvent
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +30,9 @@ class _Close:
     reason: str
 
 
-def dumps(event: dict[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def error_event(code: str, message: str, *, fatal: bool = False, **extra: Any) -> dict[str, Any]:
+def error_event(code: str, message: str, *, fatal: bool = False, call_id: str = "") -> ErrorEvent:
     """The one shape of a protocol error (``type`` "error", a machine code, a human message)."""
-    return {"type": "error", "code": code, "message": message, "fatal": fatal, **extra}
+    return ErrorEvent(code=code, message=message, fatal=fatal, call_id=call_id)
 
 
 class Outbox:
@@ -43,7 +41,7 @@ class Outbox:
     def __init__(
         self, ws: WebSocket, *, maxsize: int, send_timeout: float, name: str,
         on_slow: Callable[[], None] | None = None,
-        slow_error: Callable[[dict[str, Any]], str] = dumps,
+        slow_error: Callable[[ErrorEvent], str] = to_json,
     ) -> None:
         self.ws = ws
         self.maxsize = maxsize
@@ -66,8 +64,9 @@ class Outbox:
     def open(self) -> bool:
         return not (self._closing or self.slow or self.done.is_set())
 
-    def send_event(self, event: dict[str, Any]) -> bool:
-        return self.put(dumps(event))
+    def send_event(self, message: BaseModel) -> bool:
+        """Queue one typed message as JSON text."""
+        return self.put(to_json(message))
 
     def put(self, item: str | bytes) -> bool:
         """Queue a message; False if it was dropped (closing, or the client is too slow)."""

@@ -41,10 +41,12 @@ def is_backchannel(text: str) -> bool:
 
 
 class BargeInAction(enum.Enum):
+    """A decision on the bot's playback; the values are the wire spelling of the ``bargein`` event."""
+
     NONE = "none"
-    PAUSE = "pause"
-    RESUME = "resume"
-    STOP = "stop"
+    PAUSE = "paused"
+    RESUME = "resumed"
+    STOP = "stopped"
 
 
 class _State(enum.Enum):
@@ -78,6 +80,7 @@ class BargeInController:
         self._paused_at: float | None = None
         self._speech_start: float | None = None
         self._speech_end: float | None = None
+        self._last_voice = 0.0  # newest voiced frame of the caller's turn during a pause
 
     @property
     def state(self) -> str:
@@ -102,7 +105,9 @@ class BargeInController:
     # --- the caller's side ------------------------------------------------------------
 
     def on_voice(self, t: float, probability: float) -> BargeInAction:
-        """Per analysed VAD frame (time of the frame's end): the early pause."""
+        """Per analysed VAD frame (time of the frame's end): the early pause, and how long the caller talks."""
+        if self._state is _State.LISTENING and probability >= self.voice_threshold:
+            self._last_voice = t
         if self._state is not _State.PLAYING:
             return BargeInAction.NONE
         if probability < self.voice_threshold:
@@ -123,6 +128,7 @@ class BargeInController:
         action = BargeInAction.PAUSE if self._state is _State.PLAYING else BargeInAction.NONE
         self._state = _State.LISTENING
         self._speech_start = t
+        self._last_voice = t
         return action
 
     def on_speech_ended(self, t: float, start: float | None = None) -> BargeInAction:
@@ -158,7 +164,8 @@ class BargeInController:
             if t - self._paused_at > self.confirm_timeout:
                 return self._resume()  # voice never became a turn: a click or a cough
         elif self._state is _State.LISTENING and self._speech_start is not None:
-            if t - self._speech_start > self.backchannel_max:
+            # The caller's voice (not the endpointer's closing silence) has lasted too long for a backchannel.
+            if self._last_voice - self._speech_start > self.backchannel_max:
                 return self._stop()
         elif self._state is _State.DECIDING and self._speech_end is not None:
             if t - self._speech_end > self.transcript_timeout:

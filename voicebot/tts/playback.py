@@ -20,10 +20,12 @@ continues where it paused, ``stop()`` ends the utterance: ``speak`` returns with
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +33,9 @@ from voicebot.audio.resample import StreamResampler
 from voicebot.frames import BotAudio
 from voicebot.tts.bargein import BargeInAction
 from voicebot.tts.base import SynthesizedAudio, Synthesizer, split_sentences
+
+if TYPE_CHECKING:
+    from voicebot.call.clients import SpeechClient
 
 SendAudio = Callable[[BotAudio], Awaitable[None]]
 
@@ -57,7 +62,7 @@ class TtsPlayer:
 
     def __init__(
         self,
-        synth: Synthesizer,
+        synth: Synthesizer | SpeechClient,  # a synthesizer (run in ``executor``) or an async client
         out_rate: int,
         send: SendAudio,
         frame_ms: int = 20,
@@ -65,7 +70,10 @@ class TtsPlayer:
         *,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lead_ms: float = 0.0,
     ) -> None:
+        """``lead_ms``: how far ahead of real time audio may leave (a gateway's jitter buffer
+        never runs dry; on barge-in the client drops what it holds)."""
         if frame_ms <= 0:
             raise ValueError(f"frame_ms must be positive, got {frame_ms}")
         self.synth = synth
@@ -75,6 +83,7 @@ class TtsPlayer:
         self.realtime = realtime
         self.executor = executor
         self.clock = clock
+        self.lead = max(0.0, lead_ms) / 1000.0
         self._frame = max(1, out_rate * frame_ms // 1000)
         self._resume_event = asyncio.Event()
         self._resume_event.set()
@@ -178,6 +187,8 @@ class TtsPlayer:
         )
 
     def _synthesize(self, sentence: str) -> asyncio.Future[SynthesizedAudio]:
+        if inspect.iscoroutinefunction(self.synth.synthesize):  # an engine client (voicebot.call.clients)
+            return asyncio.ensure_future(self.synth.synthesize(sentence))
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self.executor, self.synth.synthesize, sentence)
 
@@ -195,7 +206,7 @@ class TtsPlayer:
             if self._stopped:
                 return False
             if self.realtime:
-                delay = self._origin + self._sent / self.out_rate - loop.time()
+                delay = self._origin + self._sent / self.out_rate - self.lead - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue  # paused or stopped while asleep? check again before sending

@@ -142,7 +142,6 @@ function apply(c, ev) {
       c.intent = ev;
       Object.assign(c.slots, ev.slots || {});
       break;
-    case "slots": Object.assign(c.slots, ev.slots || {}); break;
     case "suggestions":
       c.suggestions = ev.items || [];
       if ((ev.next_steps || []).length) c.steps = ev.next_steps;
@@ -164,6 +163,9 @@ function apply(c, ev) {
       break;
     case "bargein":
       if (ev.action === "stopped") c.lines.push({ who: "system", text: "Anrufer hat den Bot unterbrochen", ts: ev.ts });
+      else if (ev.action === "resumed") {
+        c.lines.push({ who: "system", text: `Anrufer hat kurz dazwischengesprochen${ev.text ? ` („${ev.text}“)` : ""}; Bot spricht weiter`, ts: ev.ts });
+      }
       break;
     case "call.end":
       c.summary.state = "ended"; c.partial = null;

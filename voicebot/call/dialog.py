@@ -1,0 +1,94 @@
+"""The dialog stage: a caller turn in, what the bot understood and does out.
+
+Turns are handled one at a time by the stage's own task (the intent model runs on
+an engine client), so caller audio and barge-in keep flowing while the bot thinks.
+For each turn it publishes, in order: ``Intent``, ``Route``, ``Handoff`` (as the
+policy decides), ``TurnDecided`` (the turn's record), then the ``BotUtterance``
+for the speaker. The greeting is the policy's first step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from voicebot.call.bus import FrameBus
+from voicebot.call.clients import IntentClient
+from voicebot.dialog.policy import CallPolicy, PolicyStep
+from voicebot.frames import BotUtterance, Error, TurnDecided, UserTurn
+from voicebot.nlu.slots import extract_slots
+
+log = logging.getLogger(__name__)
+
+
+class DialogStage:
+    def __init__(
+        self, policy: CallPolicy, intent: IntentClient, bus: FrameBus, *, bot_active: Callable[[], bool],
+    ) -> None:
+        self.policy = policy
+        self.intent = intent
+        self.bus = bus
+        self.bot_active = bot_active  # False while a human has the call
+        self._turns: asyncio.Queue[UserTurn] = asyncio.Queue()
+        self._handling = False
+        self._task: asyncio.Task[None] | None = None
+        bus.subscribe(self._on_turn, UserTurn)
+
+    @property
+    def busy(self) -> bool:
+        return self._handling or not self._turns.empty()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"dialog-{self.bus.call_id}")
+
+    async def greet(self) -> None:
+        await self.apply(self.policy.start())
+
+    async def _on_turn(self, turn: UserTurn) -> None:
+        self._turns.put_nowait(turn)
+
+    async def _run(self) -> None:
+        while True:
+            turn = await self._turns.get()
+            self._handling = True
+            try:
+                await self._handle(turn)
+            except Exception as exc:  # noqa: BLE001 - one bad turn must not end the call
+                log.exception("call %s: turn failed", self.bus.call_id)
+                await self.bus.publish(Error("turn_failed", str(exc)))
+            finally:
+                self._handling = False
+                self.bus.poke()
+
+    async def _handle(self, turn: UserTurn) -> None:
+        transcript = turn.transcript
+        text = transcript.text
+        if not self.bot_active() or not text.strip():
+            return
+        prediction = await self.intent.predict(text)
+        slots = extract_slots(text)
+        step = self.policy.on_turn(text, transcript.confidence, prediction, slots)
+        decided = TurnDecided(
+            caller=text, asr_confidence=round(transcript.confidence, 4), intent=prediction.label,
+            confidence=round(prediction.confidence, 4), slots=slots, say=step.say, action=step.action,
+            wall=time.perf_counter(),
+        )
+        await self.apply(step, decided)
+
+    async def apply(self, step: PolicyStep, decided: TurnDecided | None = None) -> None:
+        for frame in (step.intent, step.route, step.handoff, decided):
+            if frame is not None:
+                await self.bus.publish(frame)
+        if step.say:
+            await self.bus.publish(BotUtterance(step.say, step.action))
+        # step.end_call is not acted on here: the transport (or the agent) ends the call, so a
+        # routed caller is never cut off by the bot before the transfer happens.
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

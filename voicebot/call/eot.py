@@ -1,0 +1,107 @@
+"""The end-of-turn stage: end a caller's turn as soon as the signals agree, not after a fixed silence.
+
+While the caller is silent inside a turn, it asks the end-of-turn models once per pause
+(after ``turn.min_silence_ms``): Smart Turn on the turn's audio and the German text model
+on the newest transcript; then ``TurnEndDecider`` (``voicebot.turn.decision``) decides on
+every frame whether the silence so far is enough. When it says end, the recognizer closes
+the turn at once and its final follows. The endpointer's own end of turn stays as the
+fallback (``turn.max_silence_ms``). A caller who speaks again starts a new pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from voicebot.call.bus import FrameBus
+from voicebot.call.clients import EndOfTurnClient
+from voicebot.call.recognizer import RecognizerStage
+from voicebot.frames import SpeechEnded, SpeechStarted, Transcript, VoiceActivity
+from voicebot.turn.decision import TurnEndDecider
+
+log = logging.getLogger(__name__)
+
+
+class EndOfTurnStage:
+    def __init__(
+        self, bus: FrameBus, recognizer: RecognizerStage, models: EndOfTurnClient, decider: TurnEndDecider,
+    ) -> None:
+        self.bus = bus
+        self.recognizer = recognizer
+        self.models = models
+        self.decider = decider
+        self.in_turn = False
+        self.text = ""
+        self.last_voice = 0.0
+        self.decisions: list[str] = []  # why each turn ended early (observability, tests)
+        self.model_ms: float | None = None  # the newest Smart Turn inference, wall ms
+        self._reset_pause()
+        bus.subscribe(self.on_frame, VoiceActivity, SpeechStarted, SpeechEnded, Transcript)
+
+    def _reset_pause(self) -> None:
+        self._asked = False
+        self._text_prob: float | None = None
+        self._audio: asyncio.Task[float | None] | None = None
+
+    async def on_frame(self, frame: object) -> None:
+        if isinstance(frame, SpeechStarted):
+            self.in_turn, self.text, self.last_voice = True, "", frame.t
+            self._cancel()
+        elif isinstance(frame, SpeechEnded):
+            self.in_turn = False
+            self._cancel()
+        elif isinstance(frame, Transcript) and not frame.is_final:
+            self.text = frame.text
+        elif isinstance(frame, VoiceActivity) and self.in_turn:
+            await self._on_voice(frame)
+
+    async def _on_voice(self, frame: VoiceActivity) -> None:
+        if frame.voiced:
+            self.last_voice = frame.t
+            self._cancel()
+            return
+        silence_ms = (frame.t - self.last_voice) * 1000.0
+        config = self.decider.config
+        if silence_ms < config.min_silence_ms:
+            return
+        if not self._asked:  # once per pause: the models see the turn as it is now
+            self._asked = True
+            self._text_prob = self.models.text_complete(self.text)
+            if self.models.smart_turn is not None:
+                audio = self.recognizer.recognizer.endpointer.current_turn_audio()
+                self._audio = asyncio.create_task(self._timed(audio))
+        audio_prob = None
+        if self._audio is not None:
+            if not self._audio.done():
+                return  # the audio model is still thinking; the endpointer's fallback stays in force
+            audio_prob = self._audio.result()
+        decision = self.decider.decide(silence_ms, audio_prob, self._text_prob, self.text)
+        if decision.end and decision.reason != "max_silence":
+            self.decisions.append(decision.reason)
+            self.in_turn = False
+            self._cancel()
+            await self.recognizer.end_turn()
+
+    async def _timed(self, audio: object) -> float | None:
+        started = time.perf_counter()
+        try:
+            return await self.models.audio_complete(audio)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - without the audio model the text and silence still decide
+            log.exception("call %s: Smart Turn failed", self.bus.call_id)
+            return None
+        finally:
+            self.model_ms = (time.perf_counter() - started) * 1000.0
+
+    def _cancel(self) -> None:
+        if self._audio is not None and not self._audio.done():
+            self._audio.cancel()
+        self._reset_pause()
+
+    async def aclose(self) -> None:
+        task = self._audio
+        self._cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
