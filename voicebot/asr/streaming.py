@@ -45,23 +45,23 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from voicebot.asr.commit import LocalAgreement, word_key
+from voicebot.asr.commit import LocalAgreement
 from voicebot.asr.guards import clean_transcript
+from voicebot.asr.partials import PartialDecoding
 from voicebot.asr.scheduler import AsrScheduler
 from voicebot.asr.timing import clamp_first_word
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult
+from voicebot.asr.turns import GuardEvent as GuardEvent
+from voicebot.asr.turns import Pending as Pending
+from voicebot.asr.turns import _Turn
 from voicebot.audio.resample import StreamResampler
 from voicebot.config import Settings, VadSettings
 from voicebot.frames import AudioFrame, Frame, SpeechEnded, SpeechStarted, Transcript
 from voicebot.vad import Endpointer, EndpointerSettings, SileroVadModel, build_detector
-
-Pending = Frame | asyncio.Task[Transcript]
-
 
 # The least pre-roll a turn gets. Measured (python -m voicebot.eval.vad_onset, 270 clips of
 # speech-de + speech-de-more): the detector's speech onset comes after the start of speech by
@@ -82,35 +82,7 @@ def endpointer_settings(vad: VadSettings, narrowband: bool = False) -> Endpointe
     )
 
 
-@dataclass(frozen=True)
-class GuardEvent:
-    """A final the hallucination guards changed: which turn, why, and the text before (measuring false blanks)."""
-
-    turn: int
-    reasons: tuple[str, ...]
-    before: str
-
-
-@dataclass
-class _Turn:
-    """The ongoing turn: where its audio starts, the commit state and the rolling-buffer cut."""
-
-    index: int
-    speech_start: float
-    audio_start: float  # stream time of the turn audio's first sample (pre-roll included)
-    agreement: LocalAgreement
-    cut_samples: int = 0  # audio before this was committed and cut off (rolling buffer)
-    frozen: list[str] = field(default_factory=list)  # words committed before the cut
-    next_partial_at: int = 0  # turn-audio sample count at which the next partial is due
-    partial_seq: int = 0
-    emitted_seq: int = -1
-    last_text: str = ""
-    silence_frames: int = 0  # analysed frames of trailing silence
-    speculation: asyncio.Task[TranscriptionResult | None] | None = None  # early final decode
-    speculation_samples: int = 0  # turn audio the early decode covers
-
-
-class StreamingRecognizer:
+class StreamingRecognizer(PartialDecoding):
     """One call's streaming ASR: ``push`` audio, get speech events and transcripts."""
 
     def __init__(
@@ -317,85 +289,6 @@ class StreamingRecognizer:
             text=result.text, is_final=True, confidence=result.confidence, words=clamp_first_word(result.words),
             start=event.start, end=event.t, committed=result.text,
         )
-
-    # --- partials -----------------------------------------------------------------------
-
-    def _maybe_partial(self) -> None:
-        turn = self._turn
-        if turn is None or not self.endpointer.in_speech:
-            return
-        audio = self.endpointer.current_turn_audio()
-        if len(audio) < turn.next_partial_at:
-            return
-        turn.next_partial_at = len(audio) + self._interval
-        window = audio[turn.cut_samples :]
-        # Ask for word timings once the buffer grows towards the window, so a cut is possible.
-        words = len(window) > self._window // 2
-        turn.partial_seq += 1
-        end_time = turn.audio_start + len(audio) / ASR_SAMPLE_RATE
-        task = asyncio.create_task(self._partial(turn, turn.partial_seq, window, end_time, words))
-        self._partials.add(task)
-        task.add_done_callback(self._partials.discard)
-        task.add_done_callback(self._notify)
-
-    async def _partial(self, turn: _Turn, seq: int, window: np.ndarray, end_time: float, words: bool) -> None:
-        prompt = None
-        if turn.frozen:
-            prompt = f"{self.settings.asr.initial_prompt} {' '.join(turn.frozen[-40:])}".strip()
-        offset = turn.audio_start + turn.cut_samples / ASR_SAMPLE_RATE
-        cut_at_request = turn.cut_samples
-        result = await self.scheduler.transcribe(
-            window, call_id=self.call_id, final=False, offset=offset, initial_prompt=prompt,
-            word_timestamps=words or None,
-        )
-        # Drop results that are outdated: the turn ended, a newer partial was emitted,
-        # or the buffer was cut after this request was made.
-        if result is None or self._turn is not turn or seq <= turn.emitted_seq or cut_at_request != turn.cut_samples:
-            return
-        turn.emitted_seq = seq
-        result = self._clean(result)
-        if not result.text:
-            return  # nothing heard yet (or all phantom): no information, keep the commit state
-        update = turn.agreement.update(result.text.split())
-        committed = [*turn.frozen, *update.committed]
-        text = " ".join([*committed, *update.tentative])
-        if words and result.words:
-            self._cut(turn, result, len(update.committed))
-        if text == turn.last_text:
-            return
-        turn.last_text = text
-        self._out.append(
-            Transcript(
-                text=text, is_final=False, confidence=result.confidence, start=turn.speech_start, end=end_time,
-                committed=" ".join(committed),
-            )
-        )
-
-    def _cut(self, turn: _Turn, result: TranscriptionResult, n_committed: int) -> None:
-        """Rolling buffer: cut the audio after the last committed word with a known end time."""
-        if n_committed == 0 or not result.words:
-            return
-        # Timed words and text words may be split differently ("Willens-" + "Erklärung"):
-        # find the timed word where the committed text ends by comparing concatenated keys.
-        target = "".join(word_key(w) for w in turn.agreement.committed)
-        joined = ""
-        end: float | None = None
-        for w in result.words:
-            joined += word_key(w.text)
-            if joined == target:
-                end = w.end  # stream time
-                break
-            if len(joined) >= len(target):
-                return  # the timed words do not line up with the committed ones: no safe cut
-        if end is None:
-            return
-        cut = int(round((end - turn.audio_start) * ASR_SAMPLE_RATE))
-        if cut <= turn.cut_samples:
-            return
-        turn.frozen.extend(turn.agreement.committed)
-        turn.agreement.reset()
-        turn.cut_samples = cut
-        self.buffer_cuts += 1
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -19,10 +19,10 @@ domain config (``pipelines/<domain>/domain.toml``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from voicebot.dialog.answers import is_skip, text_answer, yes_no
 from voicebot.dialog.domain import (
     Domain,
     SlotQuestion,
@@ -30,63 +30,13 @@ from voicebot.dialog.domain import (
     normalize,
     safety_keyword,
 )
+from voicebot.dialog.escalation import fuzzy_safety_keyword, safety_escalation
 from voicebot.dialog.summary import agent_summary, spoken_value
 from voicebot.frames import Handoff, Intent, Route
 from voicebot.nlu.intent import IntentPrediction
-from voicebot.nlu.safety import fuzzy_phrase_match
-from voicebot.nlu.slots import parse_spoken_digits
 
-__all__ = ["CallPolicy", "PolicyStep", "default_decision", "normalize", "safety_escalation", "safety_keyword"]
-
-# "Ich bin in der Hauptstraße 12" -> "in der Hauptstraße 12" for the read-back.
-_LEAD_IN = re.compile(r"^(?:also |ja |äh |ähm )*(?:ich bin|ich stehe|wir sind|wir stehen|ich befinde mich|"
-                      r"wir befinden uns|das ist|es ist)\s+", re.IGNORECASE)
-_YES_NO_WINDOW = 3  # a yes/no phrase must start within the first words of the answer
-
-
-def fuzzy_safety_keyword(domain: Domain, text: str) -> tuple[str, str] | None:
-    """The safety keyword net up to ASR errors ("not arzt", "mitarbeita", "nich mehr lebn")."""
-    short = len(normalize(text).split()) <= domain.policy.short_utterance_words
-    for label in domain.safety_labels:
-        spec = domain.intents[label]
-        heard = fuzzy_phrase_match(tuple(spec.keywords) + (tuple(spec.short_keywords) if short else ()),
-                                   normalize(text))
-        if heard:
-            return label, heard
-    return None
-
-
-def safety_escalation(
-    domain: Domain, text: str, prediction: IntentPrediction | None, midcall: bool = False
-) -> tuple[str | None, str, str]:
-    """``(safety label or None, trigger, matched phrase)`` for one caller turn.
-
-    Triggers: ``intent`` (the safety top-1 passes its operating point),
-    ``score`` (a lower-ranked safety intent passes its operating point),
-    ``keyword`` (the exact net, then the fuzzy one). The operating points come
-    with the prediction (``safety_thresholds``, from the classifier's
-    calibration); a prediction without them (made without a trained
-    classifier) escalates on a safety top-1. ``midcall`` turns (slot answers,
-    yes/no) escalate on the classifier only at ``policy.safety_midcall``;
-    keywords always do. Where rules disagree, the most severe safety intent
-    (domain order) wins.
-    """
-    safety = domain.safety_labels
-    found: dict[str, tuple[str, str]] = {}
-    if prediction is not None:
-        thresholds = dict(prediction.safety_thresholds)
-        for label in safety:
-            p = prediction.probability(label)
-            passes = p >= thresholds.get(label, 1.0) if thresholds else prediction.label == label
-            if passes and (not midcall or p >= domain.policy.safety_midcall):
-                found[label] = ("intent" if prediction.label == label else "score", "")
-    keyword = safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text)
-    if keyword is not None:
-        found.setdefault(keyword[0], ("keyword", keyword[1]))
-    for label in safety:
-        if label in found:
-            return label, *found[label]
-    return None, "", ""
+__all__ = ["CallPolicy", "PolicyStep", "default_decision", "fuzzy_safety_keyword", "normalize", "safety_escalation",
+           "safety_keyword"]
 
 
 @dataclass(frozen=True)
@@ -415,36 +365,11 @@ class CallPolicy:
         found = {k: v for k, v in slots.items() if self._is_asked(k)}
         if found or not fallback:
             return found
-        first = question.accepts[0]
-        kind = self.domain.slot_kind(first)
-        if kind == "digits":
-            digits = slots.get("number") or parse_spoken_digits(text)
-            if digits and len(digits) >= 3:
-                return {first: digits}
-        elif (kind == "text" and len(normalize(text).split()) >= 2 and self._yes_no(text)[0] is None
-              and not self._is_skip(text)):
-            return {first: _LEAD_IN.sub("", text.strip()).rstrip(".")}
-        return {}
+        return text_answer(self.domain, question, text, slots)
 
     def _yes_no(self, text: str) -> tuple[str | None, str]:
-        """``("yes" | "no" | None, the words after the matched phrase)``.
-
-        Negations are checked first ("nicht richtig" is a no), and a phrase
-        counts only near the start: in "da stimmt der Betrag nicht" the
-        "stimmt" is not an answer to the bot's question.
-        """
-        words = normalize(text).split()
-        for answer, phrases in (("no", self.domain.no_words), ("yes", self.domain.yes_words)):
-            for phrase in sorted(phrases, key=len, reverse=True):
-                size = len(phrase.split())
-                for start in range(min(_YES_NO_WINDOW, len(words))):
-                    if words[start : start + size] == phrase.split():
-                        if answer == "yes" and start > 0 and words[start - 1] in ("nicht", "kein", "keine"):
-                            continue
-                        return answer, " ".join(words[start + size :])
-        return None, " ".join(words)
+        """``("yes" | "no" | None, the words after the matched phrase)``: see ``voicebot.dialog.answers.yes_no``."""
+        return yes_no(self.domain, text)
 
     def _is_skip(self, text: str) -> bool:
-        norm = f" {normalize(text)} "
-        return any(f" {p} " in norm for p in self.domain.skip_phrases)
-
+        return is_skip(self.domain, text)

@@ -27,20 +27,18 @@ always fall on the same side of a split.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voicebot.config import REPO_ROOT, NluSettings, Settings
-from voicebot.nlu.calibration import Calibration, calibrate, softmax
+from voicebot.config import NluSettings, Settings
+from voicebot.nlu.calibration import Calibration
 from voicebot.nlu.intent import (
     CALIBRATION_FILE,
     E5_TEXT_PREFIX,
@@ -50,20 +48,25 @@ from voicebot.nlu.intent import (
     pad_ids,
     truncate_layers,
 )
+from voicebot.nlu.oof_calibration import OOF_FILE as OOF_FILE
+from voicebot.nlu.oof_calibration import finish_calibration as _finish
+from voicebot.nlu.oof_calibration import refit_safety as refit_safety
+from voicebot.nlu.oof_calibration import safety_calibration as safety_calibration
+from voicebot.nlu.training_data import (
+    INTENT_DATA_DIR,
+    Example,
+    files_sha256,
+    fold_assignment,
+    read_examples,
+    training_files,
+)
+from voicebot.nlu.training_data import cross_folds as cross_folds
+from voicebot.nlu.training_data import split_for_calibration as split_for_calibration
 
 if TYPE_CHECKING:
     from voicebot.nlu.ngram import NgramIntentModel
 
-INTENT_DATA_DIR = REPO_ROOT / "eval" / "intent"
-OOF_FILE = "oof.npz"  # the held-out predictions calibration was fitted on
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Example:
-    text: str
-    label: str
-    origin: str = ""  # ASR-augmented lines: the clean text they were synthesized from
 
 
 @dataclass
@@ -74,95 +77,6 @@ class TrainReport:
     calibration: Calibration
     metrics: dict[str, Any] = field(default_factory=dict)
 
-
-def read_examples(path: Path) -> list[Example]:
-    """A JSONL intent file: one ``{"text": ..., "intent": ...}`` object per line ("label" also accepted)."""
-    examples = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text, label = str(row["text"]).strip(), str(row.get("intent") or row["label"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: expected a JSON object with text and intent ({exc})") from exc
-            if text:
-                examples.append(Example(text, label, str(row.get("origin", ""))))
-    return examples
-
-
-def files_sha256(paths: Sequence[Path]) -> str:
-    """One digest over the training files (name and content), recorded with the artefact."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def fold_assignment(examples: Sequence[Example], k: int, seed: int) -> np.ndarray:
-    """The fold of each example: clean lines stratified by intent and ordered by hash; ASR lines follow their origin."""
-    clean = [e for e in examples if not e.origin]
-    fold_of: dict[str, int] = {}
-    for label in sorted({e.label for e in clean}):
-        lines = sorted((e for e in clean if e.label == label),
-                       key=lambda e: hashlib.sha256(f"{seed}:{e.text}".encode()).hexdigest())
-        fold_of.update({e.text: i % k for i, e in enumerate(lines)})
-    return np.array([fold_of.get(e.origin or e.text, 0) for e in examples], dtype=int)
-
-
-def cross_folds(clean: Sequence[Example], augmented: Sequence[Example], k: int, seed: int) -> list[list[Example]]:
-    examples = list(clean) + list(augmented)
-    folds = fold_assignment(examples, k, seed)
-    return [[e for e, f in zip(examples, folds, strict=True) if f == i] for i in range(k)]
-
-
-def split_for_calibration(
-    clean: Sequence[Example], augmented: Sequence[Example], share: float, seed: int
-) -> tuple[list[Example], list[Example]]:
-    """``(train, calibration)``: about ``share`` of each intent's lines (with their ASR versions) held out."""
-    folds = cross_folds(clean, augmented, max(2, round(1 / share)), seed)
-    return [e for fold in folds[1:] for e in fold], folds[0]
-
-
-def safety_calibration(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str],
-                       keyword_hits: Sequence[bool] | None, typed: Sequence[bool] | None = None) -> dict[str, Any]:
-    """The safety operating points (recall 1.0 out of fold) and their curve, for ``calibration.extra``."""
-    from voicebot.nlu.safety import SAFETY_LABELS, escalation_curve, fit_operating_points
-
-    if not set(SAFETY_LABELS) <= set(labels):
-        return {}
-    points = fit_operating_points(probs, gold, labels, keyword_hits)
-    thresholds = {label: point.threshold for label, point in points.items()}
-    curve = escalation_curve(probs, gold, labels, keyword_hits, thresholds=thresholds)
-    if typed is not None:  # the same curve on the typed and on the recognized lines
-        for name, mask in (("typed", np.asarray(typed, dtype=bool)), ("asr", ~np.asarray(typed, dtype=bool))):
-            if mask.any():
-                part = escalation_curve(probs[mask], np.asarray(gold)[mask], labels,
-                                        None if keyword_hits is None else np.asarray(keyword_hits)[mask],
-                                        thresholds=thresholds)
-                for point, sub in zip(curve, part, strict=True):
-                    point.update({f"{name}_recall": sub["recall"],
-                                  f"{name}_false_escalation_rate": sub["false_escalation_rate"]})
-    return {"safety_thresholds": thresholds,
-            "safety_operating_points": {label: asdict(point) for label, point in points.items()},
-            "safety_curve_oof": curve}
-
-
-def _finish(kind: str, directory: Path, logits: np.ndarray, gold: Sequence[str] | np.ndarray, labels: Sequence[str],
-            nlu: NluSettings, meta: dict[str, Any], keyword_hits: Sequence[bool] | None = None,
-            typed: Sequence[bool] | None = None) -> Calibration:
-    calibration = calibrate(logits, [str(g) for g in gold], labels, target_precision=nlu.target_precision,
-                            confirm_threshold=nlu.confirm_threshold, min_margin=nlu.min_margin)
-    probs = softmax(logits, calibration.temperature)
-    safety = safety_calibration(probs, [str(g) for g in gold], labels, keyword_hits, typed)
-    # The held-out predictions travel with the artefact: operating points can be re-fitted and inspected.
-    np.savez_compressed(directory / OOF_FILE, probs=probs.astype(np.float32), gold=np.asarray(gold, dtype=str),
-                        keyword_hits=np.asarray(keyword_hits if keyword_hits is not None else [], dtype=bool),
-                        typed=np.asarray(typed if typed is not None else [], dtype=bool))
-    calibration = replace(calibration, extra={**calibration.extra, **meta, **safety, "kind": kind})
-    calibration.save(directory / CALIBRATION_FILE)
-    return calibration
 
 
 def _fit_ngram(examples: Sequence[Example], labels: Sequence[str], seed: int) -> NgramIntentModel:
@@ -366,29 +280,6 @@ def train_e5(examples: Sequence[Example], labels: Sequence[str], directory: Path
     return _finish("e5", directory, logits, gold[calib], labels, nlu, meta, hits,
                    [not examples[int(i)].origin for i in calib])
 
-
-def refit_safety(directory: Path) -> Calibration:
-    """Re-fit the safety operating points of a trained artefact from its saved held-out predictions.
-
-    Seconds instead of a retrain, for a change of the operating-point rule;
-    the result is the same as the one training would store.
-    """
-    path = directory / CALIBRATION_FILE
-    with np.load(directory / OOF_FILE, allow_pickle=False) as oof:
-        probs, gold = oof["probs"].astype(np.float64), [str(g) for g in oof["gold"]]
-        hits = oof["keyword_hits"] if len(oof["keyword_hits"]) else None
-        typed = oof["typed"] if len(oof["typed"]) else None
-    calibration = Calibration.load(path)
-    safety = safety_calibration(probs, gold, calibration.labels, hits, typed)
-    calibration = replace(calibration, extra={**calibration.extra, **safety})
-    calibration.save(path)
-    return calibration
-
-
-def training_files(data_dir: Path | None = None) -> list[Path]:
-    """The files a model is trained on, in digest order: train.jsonl and every train_asr*.jsonl."""
-    data_dir = data_dir or INTENT_DATA_DIR
-    return [data_dir / "train.jsonl", *sorted(data_dir.glob("train_asr*.jsonl"))]
 
 
 def stale_reason(directory: Path, data_dir: Path | None = None) -> str:

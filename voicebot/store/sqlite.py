@@ -25,15 +25,12 @@ calls of workers that are gone.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +41,7 @@ from voicebot.store.errors import DuplicateCallId, StoreClosed, StoreError
 from voicebot.store.leases import Clock, Heartbeat, WorkerLease, default_worker_id
 from voicebot.store.reads import get_call, list_calls
 from voicebot.store.sqlite_schema import migrate_sqlite
+from voicebot.store.sqlite_writes import EventWrites, _json, iso
 
 __all__ = ["CallStore", "DuplicateCallId", "StoreClosed", "StoreError", "get_call", "iso", "list_calls"]
 
@@ -52,15 +50,6 @@ log = logging.getLogger(__name__)
 _BATCH_MAX = 500
 _STOP = object()
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-def iso(ts: float | None = None) -> str:
-    """ISO 8601 UTC with milliseconds (sorts as text, parses in PostgreSQL)."""
-    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).isoformat(timespec="milliseconds")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _done(exc: BaseException | None = None) -> Future[None]:
@@ -72,7 +61,7 @@ def _done(exc: BaseException | None = None) -> Future[None]:
     return fut
 
 
-class CallStore:
+class CallStore(EventWrites):
     """Persistent record of calls. Writes are queued and never block; reads are synchronous.
 
     ``redact=True`` masks personal data in every event before it is written
@@ -323,95 +312,6 @@ class CallStore:
         elif kind == "release":
             self.lease.release(conn.execute, op[1], iso)
 
-    def _counter(self, conn: sqlite3.Connection, counters: dict[str, int], sql: str, call_id: str) -> int:
-        """The next number of a per-call counter, seeded from the file once (never MAX+1 per write)."""
-        if call_id not in counters:
-            counters[call_id] = int(conn.execute(sql, (call_id,)).fetchone()[0])
-        value = counters[call_id]
-        counters[call_id] = value + 1
-        return value
-
-    def _apply_event(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any]) -> None:
-        etype = str(event.get("type", "unknown"))
-        ts = iso(event.get("ts") if isinstance(event.get("ts"), (int, float)) else None)
-        conn.execute(
-            "INSERT INTO calls (call_id, protocol, started_at, worker_id) VALUES (?, 'unknown', ?, ?) "
-            "ON CONFLICT (call_id) DO NOTHING",
-            (call_id, ts, self.worker_id),
-        )
-        seq = event.get("seq")
-        next_seq = self._counter(conn, self._next_seq, _NEXT_SEQ_SQL, call_id)
-        if isinstance(seq, int) and not isinstance(seq, bool):
-            self._next_seq[call_id] = max(next_seq, seq + 1)
-        else:
-            seq = next_seq
-        # UNIQUE (call_id, seq): a second writer of the same call fails here instead of merging.
-        conn.execute(
-            "INSERT INTO events (call_id, seq, ts, type, payload) VALUES (?, ?, ?, ?, ?)",
-            (call_id, seq, ts, etype, _json(event)),
-        )
-        handler = _DERIVED.get(etype)
-        if handler is not None:
-            handler(self, conn, call_id, event, ts)
-
-    def _turn(self, conn: sqlite3.Connection, call_id: str, speaker: str, event: dict[str, Any], ts: str) -> int:
-        text = str(event.get("text", "")).strip()
-        idx = self._counter(conn, self._next_turn, _NEXT_TURN_SQL, call_id)
-        conn.execute(
-            "INSERT INTO turns (call_id, idx, speaker, text, confidence, start_s, end_s, ts) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (call_id, idx, speaker, text, event.get("confidence"), event.get("start"), event.get("end"), ts),
-        )
-        conn.execute("UPDATE calls SET turns = turns + 1 WHERE call_id = ?", (call_id,))
-        return idx
-
-    def _on_final(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-        if str(event.get("text", "")).strip():
-            self._caller_turn[call_id] = self._turn(conn, call_id, "caller", event, ts)
-
-    def _on_utterance(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-        if str(event.get("text", "")).strip():
-            self._turn(conn, call_id, "bot", event, ts)
-
-    def _on_intent(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-        label = str(event.get("label", ""))
-        conn.execute(
-            "INSERT INTO intents (call_id, turn_idx, label, confidence, alternatives, slots, ts) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (call_id, self._caller_turn.get(call_id), label, float(event.get("confidence") or 0.0),
-             _json(event.get("alternatives", [])), _json(event.get("slots", {})), ts),
-        )
-        conn.execute(
-            "UPDATE calls SET first_intent = COALESCE(first_intent, ?), last_intent = ? WHERE call_id = ?",
-            (label, label, call_id),
-        )
-
-    def _on_route(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-        conn.execute("UPDATE calls SET route = ? WHERE call_id = ?", (event.get("route"), call_id))
-
-    def _on_handoff(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-        reason = str(event.get("reason", ""))
-        conn.execute(
-            "INSERT INTO handoffs (call_id, reason, context, ts) VALUES (?, ?, ?, ?)",
-            (call_id, reason, _json(event.get("context", {})), ts),
-        )
-        conn.execute("UPDATE calls SET handoff = ? WHERE call_id = ?", (reason, call_id))
-
-    def _on_takeover(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-        conn.execute(
-            "UPDATE calls SET handled_by = 'human', agent_id = ? WHERE call_id = ?", (event.get("agent_id"), call_id)
-        )
-
-    def _on_end(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-        conn.execute(
-            "UPDATE calls SET status = ?, ended_at = ? WHERE call_id = ? AND ended_at IS NULL",
-            (str(event.get("reason") or "completed"), ts, call_id),
-        )
-        # The counters are seeded again from the file should anything come after the end.
-        self._next_seq.pop(call_id, None)
-        self._next_turn.pop(call_id, None)
-        self._caller_turn.pop(call_id, None)
-
     # ------------------------------------------------------------------ reads
     def list_calls(self, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
         """The most recent calls first, as plain dicts of the ``calls`` columns."""
@@ -420,17 +320,3 @@ class CallStore:
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """One call with its turns, intents, handoffs and events (an unambiguous id prefix is enough)."""
         return get_call(self.path, call_id)
-
-
-_NEXT_SEQ_SQL = "SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE call_id = ?"
-_NEXT_TURN_SQL = "SELECT COALESCE(MAX(idx), -1) + 1 FROM turns WHERE call_id = ?"
-
-_DERIVED: dict[str, Callable[[CallStore, sqlite3.Connection, str, dict[str, Any], str], None]] = {
-    "transcript.final": CallStore._on_final,
-    "bot.utterance": CallStore._on_utterance,
-    "intent": CallStore._on_intent,
-    "route": CallStore._on_route,
-    "handoff": CallStore._on_handoff,
-    "agent.takeover": CallStore._on_takeover,
-    "call.end": CallStore._on_end,
-}

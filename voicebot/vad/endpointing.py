@@ -23,20 +23,20 @@ gives the same events, wherever it is cut into frames.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from voicebot.audio.errors import AudioFormatError
 from voicebot.frames import AudioFrame, SpeechEnded, SpeechStarted
-
-if TYPE_CHECKING:
-    from voicebot.vad.silero import SileroVadModel
+from voicebot.vad.buffer import _GrowingBuffer
+from voicebot.vad.detector import VoiceActivityDetector as VoiceActivityDetector
+from voicebot.vad.detector import build_detector as build_detector
+from voicebot.vad.detector import rms_dbfs as rms_dbfs
+from voicebot.vad.settings import DETECTORS as DETECTORS
+from voicebot.vad.settings import EndpointerSettings as EndpointerSettings
 
 EndpointEvent = SpeechStarted | SpeechEnded
 
-DETECTORS = ("silero", "webrtc")
 # Gaps tolerated inside a not-yet-confirmed turn: unvoiced consonants and
 # stops make detectors flicker for a frame or two at the start of a word.
 CANDIDATE_GAP_MS = 100
@@ -51,137 +51,10 @@ IN_TURN_GATE_DROP_DB = 12.0
 FORCED_CUT_LOOKBACK_S = 4.0
 
 
-class VoiceActivityDetector(Protocol):
-    """A per-call detector of speech in fixed-size frames (state kept between frames)."""
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    @property
-    def frame_ms(self) -> float: ...
-
-    @property
-    def frame_samples(self) -> int: ...
-
-    def is_speech(self, frame_pcm: np.ndarray) -> float:
-        """Probability in [0, 1] that the frame (exactly ``frame_samples`` int16) holds speech."""
-        ...
-
-    def reset(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class EndpointerSettings:
-    """How turns are cut. Field names follow ``voicebot.config.VadSettings``."""
-
-    detector: str = "silero"  # silero | webrtc
-    threshold: float = 0.5  # probability at which a frame is speech
-    neg_threshold: float | None = None  # inside a turn, below this is silence; default threshold - 0.15
-    webrtc_aggressiveness: int = 2
-    webrtc_frame_ms: int = 30
-    pre_roll_ms: int = 300  # audio kept before the speech onset
-    # Audio kept after the last speech frame: quiet last syllables ("...aus dem Teich gezogen")
-    # fall under the detector's threshold; 200 ms lost them on the shared sets.
-    post_roll_ms: int = 400
-    min_speech_ms: int = 200  # shorter bursts are not a turn
-    end_silence_ms: int = 600  # silence that ends a turn
-    max_turn_s: float = 20.0  # a turn is forced to end after this long
-    energy_floor_dbfs: float | None = -50.0  # None disables the energy gate
-    sample_rate: int = 16000
-    # Silero v6 is far less sure of telephone-band speech (300-3400 Hz): on the
-    # speech-de clips through channel.py its probabilities sit around 0.3-0.6 and
-    # onsets come late at 0.5, while music and noise stay under 0.35. See
-    # for_caller_rate().
-    narrowband_threshold: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.detector not in DETECTORS:
-            raise ValueError(f"unknown VAD detector {self.detector!r}; use one of {', '.join(DETECTORS)}")
-        for name in ("threshold", "narrowband_threshold"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ValueError(f"VAD {name} must be in (0, 1], got {getattr(self, name)}")
-        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold <= self.threshold:
-            raise ValueError(f"VAD neg_threshold must be in [0, threshold], got {self.neg_threshold}")
-        for name in ("pre_roll_ms", "post_roll_ms", "min_speech_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.end_silence_ms <= 0:
-            raise ValueError(f"end_silence_ms must be positive, got {self.end_silence_ms}")
-        if self.max_turn_s <= 0:
-            raise ValueError(f"max_turn_s must be positive, got {self.max_turn_s}")
-
-    @property
-    def effective_neg_threshold(self) -> float:
-        if self.neg_threshold is not None:
-            return self.neg_threshold
-        # Hysteresis as in Silero's own get_speech_timestamps.
-        return max(self.threshold - 0.15, 0.01)
-
-    def for_caller_rate(self, caller_rate: int) -> EndpointerSettings:
-        """The settings to use for a caller whose audio arrives at ``caller_rate`` Hz.
-
-        Narrowband callers (8 kHz, i.e. telephone gateways) get the Silero
-        ``narrowband_threshold``; everything else is unchanged.
-        """
-        if self.detector != "silero" or caller_rate > 8000 or self.narrowband_threshold >= self.threshold:
-            return self
-        neg = None if self.neg_threshold is None else min(self.neg_threshold, self.narrowband_threshold)
-        return replace(self, threshold=self.narrowband_threshold, neg_threshold=neg)
-
-
-def build_detector(settings: EndpointerSettings, silero_model: SileroVadModel | None = None) -> VoiceActivityDetector:
-    """A fresh per-call detector for ``settings.detector``.
-
-    Pass the process-wide, loaded ``SileroVadModel`` as ``silero_model`` so all
-    calls share one ONNX session; without it one is loaded from the default path.
-    """
-    if settings.detector == "webrtc":
-        from voicebot.vad.webrtc import WebRtcVad
-
-        return WebRtcVad(settings.webrtc_aggressiveness, settings.sample_rate, settings.webrtc_frame_ms)
-    from voicebot.vad.silero import SileroVad, SileroVadModel
-
-    if silero_model is None:
-        silero_model = SileroVadModel().load()
-    if not isinstance(silero_model, SileroVadModel):
-        raise TypeError(f"silero_model must be a SileroVadModel, got {type(silero_model).__name__}")
-    return SileroVad(silero_model)
-
-
-def rms_dbfs(pcm: np.ndarray) -> float:
-    """RMS level of int16 PCM in dB relative to full scale (-inf-safe: silence is about -200)."""
-    x = pcm.astype(np.float64)
-    return float(10.0 * np.log10(np.mean(x * x) / (32768.0 * 32768.0) + 1e-20))
-
-
 class _State(enum.Enum):
     IDLE = "idle"
     CANDIDATE = "candidate"
     SPEECH = "speech"
-
-
-class _GrowingBuffer:
-    """int16 samples appended in O(1) amortized time (partial decodes read it often)."""
-
-    def __init__(self, capacity: int) -> None:
-        self._data = np.zeros(max(capacity, 1024), dtype=np.int16)
-        self._n = 0
-
-    def __len__(self) -> int:
-        return self._n
-
-    def append(self, pcm: np.ndarray) -> None:
-        need = self._n + len(pcm)
-        if need > len(self._data):
-            grown = np.zeros(max(need, 2 * len(self._data)), dtype=np.int16)
-            grown[: self._n] = self._data[: self._n]
-            self._data = grown
-        self._data[self._n : need] = pcm
-        self._n = need
-
-    def view(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        stop = self._n if stop is None else min(stop, self._n)
-        return self._data[start:stop]
 
 
 class Endpointer:

@@ -1,0 +1,41 @@
+"""Turn bookkeeping of the streaming recognizer: the ongoing ``_Turn``, ``GuardEvent``, ``Pending``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from voicebot.asr.commit import LocalAgreement
+from voicebot.asr.transcriber import TranscriptionResult
+from voicebot.frames import Frame, Transcript
+
+Pending = Frame | asyncio.Task[Transcript]
+
+
+@dataclass(frozen=True)
+class GuardEvent:
+    """A final the hallucination guards changed: which turn, why, and the text before (measuring false blanks)."""
+
+    turn: int
+    reasons: tuple[str, ...]
+    before: str
+
+
+@dataclass
+class _Turn:
+    """The ongoing turn: where its audio starts, the commit state and the rolling-buffer cut."""
+
+    index: int
+    speech_start: float
+    audio_start: float  # stream time of the turn audio's first sample (pre-roll included)
+    agreement: LocalAgreement
+    cut_samples: int = 0  # audio before this was committed and cut off (rolling buffer)
+    frozen: list[str] = field(default_factory=list)  # words committed before the cut
+    next_partial_at: int = 0  # turn-audio sample count at which the next partial is due
+    partial_seq: int = 0
+    emitted_seq: int = -1
+    last_text: str = ""
+    silence_frames: int = 0  # analysed frames of trailing silence
+    speculation: asyncio.Task[TranscriptionResult | None] | None = None  # early final decode
+    speculation_samples: int = 0  # turn audio the early decode covers
+

@@ -1,0 +1,54 @@
+"""Reading a caller's answer: yes/no, "I don't know", and a slot value said in free text."""
+
+from __future__ import annotations
+
+import re
+
+from voicebot.dialog.domain import Domain, SlotQuestion, normalize
+from voicebot.nlu.slots import parse_spoken_digits
+
+__all__ = ["is_skip", "text_answer", "yes_no"]
+
+# "Ich bin in der Hauptstraße 12" -> "in der Hauptstraße 12" for the read-back.
+_LEAD_IN = re.compile(r"^(?:also |ja |äh |ähm )*(?:ich bin|ich stehe|wir sind|wir stehen|ich befinde mich|"
+                      r"wir befinden uns|das ist|es ist)\s+", re.IGNORECASE)
+_YES_NO_WINDOW = 3  # a yes/no phrase must start within the first words of the answer
+
+
+def yes_no(domain: Domain, text: str) -> tuple[str | None, str]:
+    """``("yes" | "no" | None, the words after the matched phrase)``.
+
+    Negations are checked first ("nicht richtig" is a no), and a phrase
+    counts only near the start: in "da stimmt der Betrag nicht" the
+    "stimmt" is not an answer to the bot's question.
+    """
+    words = normalize(text).split()
+    for answer, phrases in (("no", domain.no_words), ("yes", domain.yes_words)):
+        for phrase in sorted(phrases, key=len, reverse=True):
+            size = len(phrase.split())
+            for start in range(min(_YES_NO_WINDOW, len(words))):
+                if words[start : start + size] == phrase.split():
+                    if answer == "yes" and start > 0 and words[start - 1] in ("nicht", "kein", "keine"):
+                        continue
+                    return answer, " ".join(words[start + size :])
+    return None, " ".join(words)
+
+
+def is_skip(domain: Domain, text: str) -> bool:
+    """Whether the caller declines to answer ("weiß ich nicht"): the agent will ask."""
+    norm = f" {normalize(text)} "
+    return any(f" {p} " in norm for p in domain.skip_phrases)
+
+
+def text_answer(domain: Domain, question: SlotQuestion, text: str, slots: dict[str, str]) -> dict[str, str]:
+    """The value of ``question``'s first slot read from the turn itself, when no extracted slot answered it."""
+    first = question.accepts[0]
+    kind = domain.slot_kind(first)
+    if kind == "digits":
+        digits = slots.get("number") or parse_spoken_digits(text)
+        if digits and len(digits) >= 3:
+            return {first: digits}
+    elif (kind == "text" and len(normalize(text).split()) >= 2 and yes_no(domain, text)[0] is None
+          and not is_skip(domain, text)):
+        return {first: _LEAD_IN.sub("", text.strip()).rstrip(".")}
+    return {}

@@ -1,0 +1,54 @@
+"""The safety-escalation decision for one caller turn: calibrated operating points plus the keyword net."""
+
+from __future__ import annotations
+
+from voicebot.dialog.domain import Domain, normalize, safety_keyword
+from voicebot.nlu.intent import IntentPrediction
+from voicebot.nlu.safety import fuzzy_phrase_match
+
+__all__ = ["fuzzy_safety_keyword", "safety_escalation"]
+
+
+def fuzzy_safety_keyword(domain: Domain, text: str) -> tuple[str, str] | None:
+    """The safety keyword net up to ASR errors ("not arzt", "mitarbeita", "nich mehr lebn")."""
+    short = len(normalize(text).split()) <= domain.policy.short_utterance_words
+    for label in domain.safety_labels:
+        spec = domain.intents[label]
+        heard = fuzzy_phrase_match(tuple(spec.keywords) + (tuple(spec.short_keywords) if short else ()),
+                                   normalize(text))
+        if heard:
+            return label, heard
+    return None
+
+
+def safety_escalation(
+    domain: Domain, text: str, prediction: IntentPrediction | None, midcall: bool = False
+) -> tuple[str | None, str, str]:
+    """``(safety label or None, trigger, matched phrase)`` for one caller turn.
+
+    Triggers: ``intent`` (the safety top-1 passes its operating point),
+    ``score`` (a lower-ranked safety intent passes its operating point),
+    ``keyword`` (the exact net, then the fuzzy one). The operating points come
+    with the prediction (``safety_thresholds``, from the classifier's
+    calibration); a prediction without them (made without a trained
+    classifier) escalates on a safety top-1. ``midcall`` turns (slot answers,
+    yes/no) escalate on the classifier only at ``policy.safety_midcall``;
+    keywords always do. Where rules disagree, the most severe safety intent
+    (domain order) wins.
+    """
+    safety = domain.safety_labels
+    found: dict[str, tuple[str, str]] = {}
+    if prediction is not None:
+        thresholds = dict(prediction.safety_thresholds)
+        for label in safety:
+            p = prediction.probability(label)
+            passes = p >= thresholds.get(label, 1.0) if thresholds else prediction.label == label
+            if passes and (not midcall or p >= domain.policy.safety_midcall):
+                found[label] = ("intent" if prediction.label == label else "score", "")
+    keyword = safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text)
+    if keyword is not None:
+        found.setdefault(keyword[0], ("keyword", keyword[1]))
+    for label in safety:
+        if label in found:
+            return label, *found[label]
+    return None, "", ""
