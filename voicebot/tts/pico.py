@@ -70,4 +70,20 @@ class PicoSynthesizer:
             raw = self._speak(
                 text=text, voice="de-DE", speed=speed, pitch=None, volume=None, lingware_path=str(self.lingware)
             )
-        return SynthesizedAudio(np.frombuffer(raw, dtype="<i2").astype(np.int16), self.sample_rate)
+        pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+        return SynthesizedAudio(trim_trailing_silence(pcm, self.sample_rate), self.sample_rate)
+
+
+# Pico ends every sentence with ~0.7 s of silence: between sentences that is dead air, and
+# after the last one it only delays the caller's turn. Keep a natural gap.
+KEEP_SILENCE_S = 0.25
+_SILENT = 300  # |sample| below this is silence (about -40 dBFS)
+
+
+def trim_trailing_silence(pcm: np.ndarray, sample_rate: int, keep_s: float = KEEP_SILENCE_S) -> np.ndarray:
+    """``pcm`` with its trailing silence cut to ``keep_s`` seconds."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > _SILENT)
+    if len(loud) == 0:
+        return pcm
+    end = min(len(pcm), int(loud[-1]) + 1 + int(keep_s * sample_rate))
+    return pcm[:end]
