@@ -20,7 +20,9 @@ import pytest
 from fakes import LiveServer, encode_frames, fake_settings, tone
 from websockets.sync.client import connect
 
+from voicebot.dialog.domain import load_domain
 from voicebot.protocol.events import parse_call_event
+from voicebot.tts.base import split_sentences
 
 
 @pytest.fixture
@@ -111,7 +113,8 @@ def test_backchannel_on_twilio_stream(server: LiveServer) -> None:
         caller.join()
     kinds = [m["event"] for m in messages]
     assert "clear" not in kinds, "a backchannel must not clear the caller's audio"
-    greeting_s = 4 * 0.3  # four sentences of fake speech
+    greeting = load_domain(server.settings.dialog.domain).prompt("greeting")
+    greeting_s = len(split_sentences(greeting)) * 0.3  # the fake voice: 0.3 s a sentence
     assert kinds.count("media") * 0.02 == pytest.approx(greeting_s, abs=0.05), "all of the greeting arrived"
     server.runtime.store.flush()
     events = [e for e in server.runtime.store.get_call("CA-bc")["events"]]

@@ -180,6 +180,16 @@ class ServerSettings:
     # "module:function" returning the process's Engines (models); empty = the session class's
     # `load_engines`, else voicebot.engines.Engines.load. The orchestration tests load fake engines here.
     engines_loader: str = ""
+    # Access (docs/PROTOCOL.md, "Access"); every check is off by default.
+    caller_tokens: str = ""  # comma-separated tokens /v1/call wants (Authorization: Bearer, or "token" in start)
+    twilio_validate: bool = False  # check X-Twilio-Signature on /v1/twilio (key: telephony.twilio_auth_token)
+    public_url: str = ""  # the URL Twilio signs, e.g. wss://bot.example.com; empty: this request's scheme and Host
+    allowed_origins: str = ""  # comma-separated browser Origins; others get HTTP 403 (pages and websockets)
+    start_timeout_s: Annotated[float, Field(gt=0)] = 10.0  # a caller socket without "start" is closed after this
+    metrics_token: str = ""  # /metrics wants "Authorization: Bearer" with it; empty: open
+    login_max_failures: Positive = 5  # failed agent logins per client address within login_window_s ...
+    login_window_s: Annotated[float, Field(gt=0)] = 60.0
+    login_cooldown_s: Annotated[float, Field(ge=0)] = 60.0  # ... refuse that address this long (too_many_attempts)
 
 
 @dataclass(frozen=True)

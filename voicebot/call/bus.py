@@ -49,10 +49,7 @@ class FrameBus:
         """Wake whoever waits for a change (a stage finished work without publishing)."""
         self.changed.set()
 
-    async def wait_change(self, timeout: float) -> None:
-        """Sleep until the next publish or poke (or ``timeout`` seconds)."""
+    async def wait_change(self) -> None:
+        """Sleep until the next publish or poke (callers bound it with ``asyncio.timeout``)."""
         self.changed.clear()
-        try:
-            await asyncio.wait_for(self.changed.wait(), timeout)
-        except TimeoutError:
-            pass
+        await self.changed.wait()

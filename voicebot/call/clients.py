@@ -111,12 +111,16 @@ class EngineClients:
     encoder: Any = None  # the text encoder, for the agents' knowledge base
     load_seconds: dict[str, float] | None = None
     end_of_turn: EndOfTurnClient | None = None  # None: the endpointer's silence alone ends turns
+    executor: ThreadPoolExecutor | None = None  # the local clients' shared executor, shut down at aclose
 
     async def start(self) -> None:
         await self.asr.start()
 
     async def aclose(self) -> None:
         await self.asr.aclose()
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
 
 
 class LocalEngineClients(EngineClients):
@@ -128,7 +132,7 @@ class LocalEngineClients(EngineClients):
         from voicebot.asr.scheduler import AsrScheduler
 
         executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine")
-        clients = cls(
+        return cls(
             asr=AsrScheduler(engines.transcriber, settings.asr, executor=executor),
             intent=LocalIntentClient(engines.intent, executor),
             speech=LocalSpeechClient(engines.synthesizer, executor),
@@ -137,14 +141,5 @@ class LocalEngineClients(EngineClients):
             load_seconds=dict(engines.load_seconds),
             end_of_turn=(EndOfTurnClient(engines.smart_turn, engines.text_turn, executor)
                          if engines.smart_turn is not None or engines.text_turn is not None else None),
+            executor=executor,
         )
-        clients._executor = executor
-        return clients
-
-    _executor: ThreadPoolExecutor | None = None
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None

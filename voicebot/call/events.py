@@ -73,7 +73,8 @@ class EventObserver:
         if isinstance(frame, Intent):
             return ev.IntentEvent(
                 label=frame.label, confidence=_r(frame.confidence, 4), slots=dict(frame.slots),
-                alternatives=[ev.IntentAlternative(label=label, confidence=_r(p, 4)) for label, p in frame.alternatives],
+                alternatives=[ev.IntentAlternative(label=label, confidence=_r(p, 4))
+                              for label, p in frame.alternatives],
             )
         if isinstance(frame, Route):
             return ev.RouteEvent(route=frame.route, intent=frame.intent)

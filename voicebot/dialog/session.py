@@ -124,13 +124,12 @@ class CallSession:
 
     async def wait_idle(self, limit_s: float = 120.0) -> None:
         """Wait until no turn is pending and the bot has finished speaking (offline simulation)."""
-        loop_time = asyncio.get_running_loop().time
-        deadline = loop_time() + limit_s
-        while self.busy:
-            remaining = deadline - loop_time()
-            if remaining <= 0:
-                raise TimeoutError(f"call {self.call_id}: not idle after {limit_s} s")
-            await self.bus.wait_change(remaining)
+        try:
+            async with asyncio.timeout(limit_s):
+                while self.busy:
+                    await self.bus.wait_change()
+        except TimeoutError:
+            raise TimeoutError(f"call {self.call_id}: not idle after {limit_s} s") from None
 
     async def take_over(self, agent_id: str) -> None:
         if self.state != "bot":

@@ -50,6 +50,7 @@ class StartMessage(Inbound):
     channels: Literal[1] = 1
     call_id: str | None = Field(None, pattern=CALL_ID_PATTERN, description="the server makes one if absent")
     caller: dict[str, Any] | None = Field(None, description="metadata shown to agents and stored")
+    token: str | None = Field(None, description="the caller token, where the server wants one (server.caller_tokens)")
 
     @model_validator(mode="before")
     @classmethod

@@ -35,6 +35,7 @@ from voicebot.protocol.agent import (
     parse_client_message,
 )
 from voicebot.protocol.base import Inbound, PingMessage, PongMessage, ProtocolError, decode_json
+from voicebot.server.access import CLOSE_TOO_MANY_ATTEMPTS, CLOSE_UNAUTHORIZED
 from voicebot.server.auth import AgentAuth, fingerprint
 from voicebot.server.hub import CallRejected
 from voicebot.server.outbox import Outbox, error_event
@@ -43,8 +44,6 @@ from voicebot.server.runtime import CallRuntime
 __all__ = ["PROTOCOL", "AgentAuth", "AgentConnection", "agent_endpoint", "fingerprint"]
 
 log = logging.getLogger(__name__)
-
-CLOSE_UNAUTHORIZED = 4401
 
 
 class AgentConnection:
@@ -57,6 +56,7 @@ class AgentConnection:
         self.settings = settings
         peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
         self.peer = peer
+        self.address = ws.client.host if ws.client else "?"  # failed logins are counted per address
         self.agent_id = "agent"
         self.subscriptions: set[str] = set()
         self.outbox = Outbox(ws, maxsize=settings.send_queue_max, send_timeout=settings.send_timeout_s,
@@ -97,6 +97,14 @@ class AgentConnection:
             await self.outbox.wait_closed(grace=2.0)
 
     async def _authenticate(self) -> bool:
+        throttle = self.runtime.access.logins
+        if throttle.blocked(self.address):
+            log.warning("agent from %s refused: too many failed logins", self.peer)
+            self.runtime.metrics.errors.labels("too_many_attempts").inc()
+            self.outbox.send_event(error_event("too_many_attempts", "too many failed logins from this address; "
+                                               "try again later", fatal=True))
+            self.outbox.close(CLOSE_TOO_MANY_ATTEMPTS, "too many attempts")
+            return False
         token: str | None = self.ws.query_params.get("token")
         name: str | None = self.ws.query_params.get("agent")
         if token is None:
@@ -110,12 +118,14 @@ class AgentConnection:
             if auth is not None:
                 token, name = auth.token, auth.agent or name
         if not self.runtime.auth.check(token):
+            throttle.failed(self.address)
             log.warning("agent from %s refused: bad or missing token (sha256 %s)", self.peer,
                         fingerprint(token))
             self.runtime.metrics.errors.labels("unauthorized").inc()
             self.outbox.send_event(error_event("unauthorized", "a valid agent token is required", fatal=True))
             self.outbox.close(CLOSE_UNAUTHORIZED, "unauthorized")
             return False
+        throttle.succeeded(self.address)
         self.agent_id = name[:64] if name and name.strip() else f"agent-{fingerprint(token)[:6]}"
         self.runtime.hub.add_agent(self)
         log.info("agent %s connected from %s (token sha256 %s)", self.agent_id, self.peer, fingerprint(token))
@@ -132,16 +142,16 @@ class AgentConnection:
             size = len(text.encode("utf-8", "replace")) if text is not None else len(message.get("bytes") or b"")
             if size > self.settings.max_frame_bytes:
                 self._error("frame_too_large", f"a message may have at most {self.settings.max_frame_bytes} bytes")
-                continue
-            if text is None:
+            elif text is None:
                 self._error("bad_json", "agents send JSON text messages, not binary")
-                continue
-            try:
-                request = parse_client_message(text)
-            except ProtocolError as exc:
-                self._error(exc.code, exc.message)
-                continue
-            await self._handle(request)
+            else:
+                try:
+                    request = parse_client_message(text)
+                except ProtocolError as exc:
+                    self._error(exc.code, exc.message)
+                else:
+                    await self._handle(request)
+            # Every kind of error counts, bad JSON included.
             if self.errors > self.settings.max_errors:
                 self.outbox.close(1008, "too many errors")
                 return

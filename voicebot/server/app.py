@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from voicebot.server.access import SecurityMiddleware
 from voicebot.server.agent import agent_endpoint
 from voicebot.server.native import native_endpoint
 from voicebot.server.runtime import ServerRuntime, resolve_session_factory
@@ -50,7 +52,10 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    data, content_type = request.app.state.runtime.metrics.render()
+    runtime: ServerRuntime = request.app.state.runtime
+    if not runtime.access.metrics_ok(request.headers):
+        return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    data, content_type = runtime.metrics.render()
     return Response(data, media_type=content_type)
 
 
@@ -84,6 +89,8 @@ def create_app(runtime: ServerRuntime) -> Starlette:
         WebSocketRoute("/v1/agent", agent_endpoint),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # Security headers on every HTTP response; browsers from Origins not allowed get 403.
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(SecurityMiddleware, policy=runtime.access)])
     app.state.runtime = runtime
     return app

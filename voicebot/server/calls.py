@@ -32,6 +32,7 @@ from voicebot.protocol.events import (
     CallStartedEvent,
     ErrorEvent,
 )
+from voicebot.server.access import CLOSE_UNAUTHORIZED
 from voicebot.server.handover import Handover
 from voicebot.server.hub import CallRejected, LiveCall, Session
 from voicebot.server.logs import CallLog
@@ -91,6 +92,16 @@ class CallConnection:
     async def accept(self) -> None:
         await self.ws.accept()
 
+    async def authorize(self) -> bool:
+        """Access checks on the upgrade request, before any message (server.caller_tokens,
+        server.twilio_validate); False after refusing the connection."""
+        return True
+
+    async def refuse(self, why: str) -> None:
+        """An ``unauthorized`` error event and close 4401 (no call is opened; no token is logged)."""
+        self.log.warning("caller from %s refused: %s", self.peer, why)
+        await self.fail("unauthorized", why, close=CLOSE_UNAUTHORIZED)
+
     async def on_text(self, text: str) -> None:
         raise NotImplementedError
 
@@ -116,7 +127,10 @@ class CallConnection:
         self._serve_task = asyncio.current_task()
         await self.accept()
         self.outbox.start()
+        timer = asyncio.create_task(self._start_timeout(), name=f"start-timeout {self.peer}")
         try:
+            if not await self.authorize():
+                timer.cancel()
             while True:
                 message = await self.ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -140,10 +154,18 @@ class CallConnection:
         except Exception:  # noqa: BLE001 - whatever broke, the call is closed and recorded below
             self.log.exception("connection handler failed")
         finally:
+            timer.cancel()
             reason = "completed" if self.stopped else "interrupted"
             await self.finish(reason)
             self.outbox.close(CLOSE_NORMAL)
             await self.outbox.wait_closed(grace=2.0)
+
+    async def _start_timeout(self) -> None:
+        """A socket that never sends ``start`` holds a slot for nothing: close it (``start_timeout``)."""
+        await asyncio.sleep(self.settings.start_timeout_s)
+        if self.call is None and not self.closing:
+            await self.fail("start_timeout", f"no \"start\" within {self.settings.start_timeout_s:g} s",
+                            close=CLOSE_POLICY)
 
     async def reject(self, exc: ProtocolError) -> None:
         """A message the protocol refused: its error code, closing where the stream cannot go on."""
@@ -181,6 +203,10 @@ class CallConnection:
         started: CallStartedEvent,
     ) -> bool:
         """Open the call in the hub and start its session; False (after an error event) if refused."""
+        if self.runtime.state in ("shutting_down", "stopped"):
+            await self.fail("shutting_down", "the server is shutting down; call again on another instance",
+                            close=CLOSE_TRY_LATER)
+            return False
         if self.runtime.state != "ready":
             await self.fail("not_ready", f"the server is {self.runtime.state}; call again shortly",
                             close=CLOSE_TRY_LATER)

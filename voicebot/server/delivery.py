@@ -19,6 +19,7 @@ from concurrent.futures import Future
 log = logging.getLogger(__name__)
 
 Action = Callable[[], None]
+DRAIN_S = 5.0
 
 
 class CommitOrder:
@@ -55,9 +56,10 @@ class CommitOrder:
         if not queue:
             self._idle.set()
 
-    async def drained(self, timeout: float = 5.0) -> None:
-        """Wait until everything queued so far has been delivered (or ``timeout`` passed)."""
+    async def drained(self) -> None:
+        """Wait until everything queued so far has been delivered (at most ``DRAIN_S``: a store
+        that stopped committing must not keep a call from closing)."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), DRAIN_S)
         except TimeoutError:
             log.error("call %s: %d deliveries still wait for the store", self.name, len(self._queue))

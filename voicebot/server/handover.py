@@ -19,7 +19,12 @@ from collections.abc import Awaitable, Callable
 
 from voicebot.config import TelephonySettings
 from voicebot.protocol.events import (
-    BotAudioEndEvent, CallEvent, HandoffEvent, TransferEvent, TransferResultEvent, TransferTarget,
+    BotAudioEndEvent,
+    CallEvent,
+    HandoffEvent,
+    TransferEvent,
+    TransferResultEvent,
+    TransferTarget,
 )
 from voicebot.telephony.models import TransferRequest, TransferResult
 from voicebot.telephony.transfer import HandoffTransfer

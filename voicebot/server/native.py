@@ -18,6 +18,7 @@ from voicebot.audio.codecs import AudioFormat
 from voicebot.protocol.base import PingMessage, PongMessage, ProtocolError
 from voicebot.protocol.events import CallEvent, CallStartedEvent
 from voicebot.protocol.native import PROTOCOL, StartMessage, StopMessage, parse_client_message
+from voicebot.server.access import bearer
 from voicebot.server.calls import CallConnection
 
 
@@ -25,6 +26,23 @@ class NativeConnection(CallConnection):
     """One call over the native protocol."""
 
     protocol = PROTOCOL
+    authorized = False
+
+    async def authorize(self) -> bool:
+        """With ``server.caller_tokens``: an ``Authorization: Bearer`` header on the upgrade, else a
+        ``token`` in ``start`` (checked there). Never a token in the URL."""
+        access = self.runtime.access
+        if not access.callers_need_token:
+            self.authorized = True
+            return True
+        token = bearer(self.ws.headers)
+        if token is None:
+            return True  # the start message must carry it
+        if not access.caller_token_ok(token):
+            await self.refuse("a valid caller token is required (Authorization: Bearer, or \"token\" in start)")
+            return False
+        self.authorized = True
+        return True
 
     async def accept(self) -> None:
         # Browsers may name the protocol in Sec-WebSocket-Protocol; echo it back if so.
@@ -70,6 +88,11 @@ class NativeConnection(CallConnection):
         if self.call is not None:
             await self.fail("already_started", "this connection already carries a call; open a new one")
             return
+        if not self.authorized:
+            if not self.runtime.access.caller_token_ok(message.token):
+                await self.refuse("a valid caller token is required (Authorization: Bearer, or \"token\" in start)")
+                return
+            self.authorized = True
         fmt = AudioFormat(message.encoding, message.sample_rate)  # validated by the message model
         await self.start_call(
             message.call_id or uuid.uuid4().hex, message.caller or {}, fmt, fmt,

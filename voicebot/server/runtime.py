@@ -24,12 +24,13 @@ from typing import Any, Protocol
 
 from voicebot.assist.kb import KnowledgeBase
 from voicebot.config import Settings
+from voicebot.server.access import AccessPolicy
 from voicebot.server.auth import AgentAuth
 from voicebot.server.hub import AudioSink, CallHub, EventSink, Session
 from voicebot.server.metrics import ServerMetrics
 from voicebot.store.base import CallStoreBackend
-from voicebot.telephony.transfer import HandoffTransfer
 from voicebot.store.factory import open_store
+from voicebot.telephony.transfer import HandoffTransfer
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class CallRuntime(Protocol):
     hub: CallHub
     metrics: ServerMetrics
     auth: AgentAuth
+    access: AccessPolicy
     connections: set[Drainable]
     transfer: HandoffTransfer
     transfers: set[asyncio.Task[None]]
@@ -94,6 +96,8 @@ class ServerRuntime:
         self.settings = settings
         self.metrics = ServerMetrics()
         self.auth = AgentAuth(settings.server.agent_tokens)
+        # Optional access checks (caller tokens, Twilio signatures, Origins, login throttle).
+        self.access = AccessPolicy(settings.server, settings.telephony)
         self.state = "starting"
         self.failure = ""
         self.on_ready = on_ready

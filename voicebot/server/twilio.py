@@ -61,6 +61,13 @@ class TwilioConnection(CallConnection):
         self._marks = 0
         self._sids: tuple[str | None, str | None] = (None, None)  # call and account SID, from "start"
 
+    async def authorize(self) -> bool:
+        """With ``server.twilio_validate``: Twilio's ``X-Twilio-Signature`` on the upgrade request."""
+        if self.runtime.access.twilio_ok(self.ws.scope, self.ws.headers):
+            return True
+        await self.refuse("the X-Twilio-Signature of this request is missing or does not match")
+        return False
+
     def encode_error(self, event: ErrorEvent) -> str:
         return to_json(TwilioErrorMessage(**dict(event), streamSid=self.stream_sid))
 

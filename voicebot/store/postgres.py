@@ -14,37 +14,23 @@ open under an advisory lock (two workers starting at once migrate in turn).
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from concurrent.futures import Future
 from typing import Any
 
 import psycopg
-from pydantic import BaseModel
 
-from voicebot.assist.redact import redact_event
 from voicebot.store import migrations, pg_reads, pg_writes
-from voicebot.store.errors import DuplicateCallId, StoreClosed, StoreError
-from voicebot.store.leases import Clock, Heartbeat, WorkerLease, default_worker_id
+from voicebot.store.errors import StoreError
+from voicebot.store.leases import Clock, WorkerLease, default_worker_id
+from voicebot.store.queued import _STOP, QueuedCallStore
 from voicebot.store.sqlite import iso
 
 __all__ = ["PostgresCallStore"]
 
 log = logging.getLogger(__name__)
 
-_BATCH_MAX = 500
-_STOP = object()
 _PIPELINED = frozenset({"create", "event", "end", "flush"})  # writes that read no result back
-
-
-def _done(exc: BaseException | None = None) -> Future[None]:
-    fut: Future[None] = Future()
-    if exc is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(exc)
-    return fut
 
 
 def redacted_url(url: str) -> str:
@@ -55,8 +41,11 @@ def redacted_url(url: str) -> str:
     return head.rsplit(":", 1)[0] + ":***@" + tail
 
 
-class PostgresCallStore:
+class PostgresCallStore(QueuedCallStore):
     """Persistent record of calls in PostgreSQL. Writes are queued and never block; reads are synchronous."""
+
+    _log = log
+    _reader: psycopg.Connection | None
 
     def __init__(
         self, url: str, *, redact: bool = False, worker_id: str = "", lease_s: float = 15.0,
@@ -65,40 +54,13 @@ class PostgresCallStore:
         self.url = url
         self.redact = redact
         self.connect_timeout = connect_timeout
-        self.lease = WorkerLease(worker_id or default_worker_id(), lease_s, clock, paramstyle="format")
-        self.worker_id = self.lease.worker_id
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # orders _put against close, guards _pending_ids and the reader
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._closed = False
-        self._pending_ids: set[str] = set()
-        self._reader: psycopg.Connection | None = None
+        self._init_queue(WorkerLease(worker_id or default_worker_id(), lease_s, clock, paramstyle="format"),
+                         "call store is closed")
         self._conn: psycopg.Connection | None = None
-        self._thread = threading.Thread(target=self._run, name=f"callstore-pg:{self.worker_id}", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise RuntimeError(f"cannot open call store {redacted_url(url)}: {self._error}") from self._error
-        self._heartbeat = Heartbeat(self.heartbeat, lease_s / 3 if heartbeat_s is None else heartbeat_s,
-                                    f"callstore-heartbeat:{self.worker_id}")
-        self._heartbeat.start()
+        self._start_writer(f"callstore-pg:{self.worker_id}", redacted_url(url), lease_s, heartbeat_s,
+                           f"callstore-heartbeat:{self.worker_id}")
 
-    # ------------------------------------------------------------------ writes (queued)
-    def create_call(
-        self, call_id: str, *, protocol: str = "voicebot.v1", caller: dict[str, Any] | None = None,
-        started_at: float | None = None,
-    ) -> Future[None]:
-        """Record a new call. Raises ``DuplicateCallId`` if the id was ever used in this store."""
-        caller = caller or {}
-        if self.redact:
-            caller = redact_event(caller)
-        if self.call_exists(call_id):
-            raise DuplicateCallId(call_id)
-        with self._lock:
-            self._pending_ids.add(call_id)
-        return self._put(("create", call_id, protocol, caller, iso(started_at)))
-
+    # ------------------------------------------------------------------ writes (queued: QueuedCallStore)
     def call_exists(self, call_id: str) -> bool:
         """True if the id was ever used here: queued by this worker, or committed by any worker."""
         with self._lock:
@@ -106,62 +68,6 @@ class PostgresCallStore:
                 return True
             return self._read(lambda conn: conn.execute("SELECT 1 FROM calls WHERE call_id = %s",
                                                         (call_id,)).fetchone()) is not None
-
-    def add_event(self, call_id: str, event: dict[str, Any] | BaseModel, *, redacted: bool = False) -> Future[None]:
-        """Queue one event (a dict, or a typed event of voicebot.protocol); the future resolves when committed."""
-        if isinstance(event, BaseModel):
-            event = event.model_dump(mode="json")
-        if self.redact and not redacted:
-            event = redact_event(event)
-        return self._put(("event", call_id, event))
-
-    def end_call(self, call_id: str, status: str = "completed", ended_at: float | None = None) -> Future[None]:
-        """Close a call (idempotent: the first status wins)."""
-        return self._put(("end", call_id, status, iso(ended_at)))
-
-    def recover_interrupted(self) -> Future[None]:
-        """Mark interrupted the open calls of gone workers: this worker's previous process, expired leases."""
-        return self._put(("recover", self.lease.clock()))
-
-    def heartbeat(self) -> Future[None]:
-        """Renew this worker's lease and sweep the calls of workers whose lease expired (the thread calls it)."""
-        return self._put(("heartbeat", self.lease.clock()))
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Block until everything queued so far is committed. True if it was in time."""
-        if self._closed:
-            return True
-        try:
-            self._put(("flush",)).result(timeout)
-        except TimeoutError:
-            return False
-        except StoreError:
-            return True
-        return True
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, end this worker's lease, then stop the writer thread."""
-        self._heartbeat.stop()
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put((Future(), ("release", self.lease.clock())))
-            self._queue.put(_STOP)
-        self._thread.join(timeout)
-        with self._lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
-
-    def _put(self, op: tuple[Any, ...]) -> Future[None]:
-        with self._lock:
-            if self._closed:
-                log.warning("call store closed; dropped %s", op[0])
-                return _done(StoreClosed("call store is closed"))
-            fut: Future[None] = Future()
-            self._queue.put((fut, op))
-        return fut
 
     # ------------------------------------------------------------------ writer thread
     def _connect(self) -> psycopg.Connection:
@@ -183,13 +89,7 @@ class PostgresCallStore:
         self._ready.set()
         stop = False
         while not stop:
-            batch = [self._queue.get()]
-            while len(batch) < _BATCH_MAX:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = self._commit_batch(batch)
+            stop = self._commit_batch(self._take_batch())
         if self._conn is not None:
             self._conn.close()
         self._fail_leftovers()
@@ -222,13 +122,7 @@ class PostgresCallStore:
                 self._conn.close()
                 self._conn = None
             results = [(fut, StoreError(f"commit failed: {exc}")) for fut, _ in items]
-        with self._lock:
-            self._pending_ids.difference_update(created)
-        for fut, err in results:
-            if err is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(err)
+        self._settle(results, created)
         return stop
 
     def _apply_pipelined(self, conn: psycopg.Connection, ops: list[tuple[Any, ...]]) -> None:
@@ -268,29 +162,16 @@ class PostgresCallStore:
         if kind == "flush":
             return
         if kind == "create":
-            _, call_id, protocol, caller, started = op
-            pg_writes.create_call(conn, call_id, protocol, caller, started, self.worker_id)
+            _, call_id, protocol, caller, started, worker_id = op
+            pg_writes.create_call(conn, call_id, protocol, caller, started, worker_id)
         elif kind == "event":
             event = op[2]
             ts = iso(event.get("ts") if isinstance(event.get("ts"), (int, float)) else None)
             pg_writes.add_event(conn, op[1], event, ts, self.worker_id)
         elif kind == "end":
             pg_writes.end_call(conn, op[1], op[2], op[3])
-        elif kind == "recover":
-            self.lease.recover(conn.execute, op[1], iso)
-        elif kind == "heartbeat":
-            self.lease.renew(conn.execute, op[1], iso)
-        elif kind == "release":
-            self.lease.release(conn.execute, op[1], iso)
-
-    def _fail_leftovers(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                item[0].set_exception(StoreClosed("call store closed before this write"))
+        else:
+            self._apply_lease(conn.execute, op)
 
     # ------------------------------------------------------------------ reads
     def _read(self, fn: Any) -> Any:

@@ -26,19 +26,15 @@ calls of workers that are gone.
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
-import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from voicebot.assist.redact import redact_event
 from voicebot.store.errors import DuplicateCallId, StoreClosed, StoreError
-from voicebot.store.leases import Clock, Heartbeat, WorkerLease, default_worker_id
+from voicebot.store.leases import Clock, WorkerLease, default_worker_id
+from voicebot.store.queued import _STOP, QueuedCallStore
 from voicebot.store.reads import get_call, list_calls
 from voicebot.store.sqlite_schema import migrate_sqlite
 from voicebot.store.sqlite_writes import EventWrites, _json, iso
@@ -47,27 +43,19 @@ __all__ = ["CallStore", "DuplicateCallId", "StoreClosed", "StoreError", "get_cal
 
 log = logging.getLogger(__name__)
 
-_BATCH_MAX = 500
-_STOP = object()
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-def _done(exc: BaseException | None = None) -> Future[None]:
-    fut: Future[None] = Future()
-    if exc is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(exc)
-    return fut
-
-
-class CallStore(EventWrites):
+class CallStore(QueuedCallStore, EventWrites):
     """Persistent record of calls. Writes are queued and never block; reads are synchronous.
 
     ``redact=True`` masks personal data in every event before it is written
     (``voicebot.assist.redact``); callers that already redacted pass
     ``redacted=True`` to ``add_event`` to skip the second pass.
     """
+
+    _log = log
+    _reader: sqlite3.Connection | None
 
     def __init__(
         self, path: Path | str, *, redact: bool = False, synchronous: str = "NORMAL",
@@ -81,43 +69,16 @@ class CallStore(EventWrites):
         self.redact = redact
         self.synchronous = synchronous.upper()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # orders _put against close, guards _pending_ids and the reader
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._closed = False
-        self._pending_ids: set[str] = set()  # created but not yet committed
-        self._reader: sqlite3.Connection | None = None
+        self._init_queue(WorkerLease(worker_id or default_worker_id(), lease_s, clock),
+                         f"call store {self.path.name} is closed")
         # Per-call counters kept by the writer thread only (seeded from the file when missing).
         self._next_seq: dict[str, int] = {}
         self._next_turn: dict[str, int] = {}
         self._caller_turn: dict[str, int] = {}
-        self.lease = WorkerLease(worker_id or default_worker_id(), lease_s, clock)
-        self.worker_id = self.lease.worker_id
-        self._thread = threading.Thread(target=self._run, name=f"callstore:{self.path.name}", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise RuntimeError(f"cannot open call store {self.path}: {self._error}") from self._error
-        self._heartbeat = Heartbeat(self.heartbeat, lease_s / 3 if heartbeat_s is None else heartbeat_s,
-                                    f"callstore-heartbeat:{self.path.name}")
-        self._heartbeat.start()
+        self._start_writer(f"callstore:{self.path.name}", str(self.path), lease_s, heartbeat_s,
+                           f"callstore-heartbeat:{self.path.name}")
 
-    # ------------------------------------------------------------------ writes (queued)
-    def create_call(
-        self, call_id: str, *, protocol: str = "voicebot.v1", caller: dict[str, Any] | None = None,
-        started_at: float | None = None,
-    ) -> Future[None]:
-        """Record a new call. Raises ``DuplicateCallId`` if the id was ever used in this store."""
-        caller = caller or {}
-        if self.redact:
-            caller = redact_event(caller)
-        if self.call_exists(call_id):
-            raise DuplicateCallId(call_id)
-        with self._lock:
-            self._pending_ids.add(call_id)
-        return self._put(("create", call_id, protocol, caller, iso(started_at), self.worker_id))
-
+    # ------------------------------------------------------------------ writes (queued; the rest in QueuedCallStore)
     def call_exists(self, call_id: str) -> bool:
         """True if the id was ever used here: queued, committed, by this process or an earlier one."""
         with self._lock:
@@ -128,61 +89,9 @@ class CallStore(EventWrites):
             row = self._reader.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone()
             return row is not None
 
-    def add_event(self, call_id: str, event: dict[str, Any] | BaseModel, *, redacted: bool = False) -> Future[None]:
-        """Queue one event (a dict, or a typed event of voicebot.protocol); the future resolves when committed."""
-        if isinstance(event, BaseModel):
-            event = event.model_dump(mode="json")
-        if self.redact and not redacted:
-            event = redact_event(event)
-        return self._put(("event", call_id, event))
-
-    def end_call(self, call_id: str, status: str = "completed", ended_at: float | None = None) -> Future[None]:
-        """Close a call (idempotent: the first status wins)."""
-        return self._put(("end", call_id, status, iso(ended_at)))
-
-    def recover_interrupted(self) -> Future[None]:
-        """Mark interrupted the open calls of gone workers: this worker's previous process, expired leases."""
-        return self._put(("recover", self.lease.clock()))
-
-    def heartbeat(self) -> Future[None]:
-        """Renew this worker's lease and sweep the calls of workers whose lease expired (the thread calls it)."""
-        return self._put(("heartbeat", self.lease.clock()))
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Block until everything queued so far is committed. True if it was in time."""
-        if self._closed:
-            return True
-        try:
-            self._put(("flush",)).result(timeout)
-        except TimeoutError:
-            return False
-        except StoreError:
-            return True  # closed meanwhile: what was queued before is committed
-        return True
-
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the writer thread."""
-        self._heartbeat.stop()
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put((Future(), ("release", self.lease.clock())))
-            self._queue.put(_STOP)
-        self._thread.join(timeout)
-        with self._lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
-
-    def _put(self, op: tuple[Any, ...]) -> Future[None]:
-        with self._lock:
-            if self._closed:
-                log.warning("call store closed; dropped %s", op[0])
-                return _done(StoreClosed(f"call store {self.path.name} is closed"))
-            fut: Future[None] = Future()
-            self._queue.put((fut, op))
-        return fut
+        super().close(timeout)
 
     # ------------------------------------------------------------------ writer thread
     def _connect(self) -> sqlite3.Connection:
@@ -216,13 +125,7 @@ class CallStore(EventWrites):
             return
         stop = False
         while not stop:
-            batch = [self._queue.get()]
-            while len(batch) < _BATCH_MAX:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = self._commit_batch(conn, batch)
+            stop = self._commit_batch(conn, self._take_batch())
         conn.close()
         self._fail_leftovers()
 
@@ -248,13 +151,7 @@ class CallStore(EventWrites):
             self._next_seq.clear()  # the counters ran ahead of what is on file
             self._next_turn.clear()
             results = [(fut, StoreError(f"commit failed: {exc}")) for fut, _ in results]
-        with self._lock:
-            self._pending_ids.difference_update(created)
-        for fut, err in results:
-            if err is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(err)
+        self._settle(results, created)
         return stop
 
     def _apply_one(self, conn: sqlite3.Connection, op: tuple[Any, ...]) -> BaseException | None:
@@ -276,15 +173,6 @@ class CallStore(EventWrites):
         conn.execute("RELEASE op")
         return None
 
-    def _fail_leftovers(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                item[0].set_exception(StoreClosed("call store closed before this write"))
-
     def _apply(self, conn: sqlite3.Connection, op: tuple[Any, ...]) -> None:
         kind = op[0]
         if kind == "create":
@@ -305,12 +193,8 @@ class CallStore(EventWrites):
                 "UPDATE calls SET status = ?, ended_at = ? WHERE call_id = ? AND ended_at IS NULL",
                 (status, ended, call_id),
             )
-        elif kind == "recover":
-            self.lease.recover(conn.execute, op[1], iso)
-        elif kind == "heartbeat":
-            self.lease.renew(conn.execute, op[1], iso)
-        elif kind == "release":
-            self.lease.release(conn.execute, op[1], iso)
+        else:
+            self._apply_lease(conn.execute, op)
 
     # ------------------------------------------------------------------ reads
     def list_calls(self, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
