@@ -11,7 +11,7 @@ Scripts: any loud audio (RMS above ``LOUD_RMS``) is speech; under ``BACKCHANNEL_
 it is transcribed as "Mhm.", more as the first words of ``TEXT`` (one word per
 0.15 s of audio, all of it from 0.8 s on); the classifier says ``rechnung`` for anything that mentions a bill.
 Settings pick the variants: ``tts.voice = "fake-flood"`` makes each bot sentence
-20 MB of audio (the slow-consumer test).
+20 MB of audio (the slow-consumer test), ``"fake-long"`` 4 s.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def fake_engines(settings: Settings, decode_s: float = 0.02, text: str = TEXT, t
     """``text_turn``: an end-of-turn text model (the real ``TextTurnModel``) to end turns early."""
     """Every engine faked; the rest of the server is real. ``VOICEBOT_FAKE_LOAD_S`` delays loading."""
     time.sleep(float(os.environ.get("VOICEBOT_FAKE_LOAD_S", "0")))  # lets tests see /readyz say 503
-    seconds = 650.0 if settings.tts.voice == "fake-flood" else 0.3
+    seconds = {"fake-flood": 650.0, "fake-long": 4.0}.get(settings.tts.voice, 0.3)
     calibration = Calibration(labels=LABELS, temperature=1.0, default_act_threshold=0.8)
     intent = IntentClassifier(ScriptedIntentBackend(), calibration)
     return Engines(settings=settings, transcriber=FakeTranscriber(settings, decode_s, text), vad_model=FakeVadModel().load(),

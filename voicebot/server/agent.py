@@ -60,7 +60,7 @@ class AgentConnection:
         self.agent_id = "agent"
         self.subscriptions: set[str] = set()
         self.outbox = Outbox(ws, maxsize=settings.send_queue_max, send_timeout=settings.send_timeout_s,
-                             name=f"agent {peer}", on_slow=self._on_slow)
+                             name=f"agent {peer}", on_slow=self._on_slow, lag=runtime.loop_lag)
         self.errors = 0
         self._serve_task: asyncio.Task[Any] | None = None
         self._drop_task: asyncio.Task[None] | None = None

@@ -18,6 +18,7 @@ import contextlib
 import logging
 from typing import Any
 
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from voicebot.audio.codecs import AudioFormat, Decoder, Encoder
@@ -49,6 +50,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013
 _FINISH_TIMEOUT_S = 5.0
+RETRY_AFTER_S = 5  # the Retry-After a full server gives (HTTP 503 on the upgrade)
 # Bad input after which the stream cannot go on, and the close code it gets (docs/PROTOCOL.md).
 FATAL_CLOSE = {
     "bad_start": CLOSE_POLICY, "unsupported_protocol": CLOSE_UNSUPPORTED, "unsupported_encoding": CLOSE_UNSUPPORTED,
@@ -70,6 +72,7 @@ class CallConnection:
         self.outbox = Outbox(
             ws, maxsize=self.settings.send_queue_max, send_timeout=self.settings.send_timeout_s,
             name=f"{self.protocol} {peer}", on_slow=self._on_slow, slow_error=self.encode_error,
+            lag=runtime.loop_lag,
         )
         self.call: LiveCall | None = None
         self.session: Session | None = None
@@ -125,6 +128,9 @@ class CallConnection:
     # ------------------------------------------------------------------ receive loop
     async def serve(self) -> None:
         self._serve_task = asyncio.current_task()
+        if self.runtime.hub.full:
+            await self.refuse_full()
+            return
         await self.accept()
         self.outbox.start()
         timer = asyncio.create_task(self._start_timeout(), name=f"start-timeout {self.peer}")
@@ -159,6 +165,16 @@ class CallConnection:
             await self.finish(reason)
             self.outbox.close(CLOSE_NORMAL)
             await self.outbox.wait_closed(grace=2.0)
+
+    async def refuse_full(self) -> None:
+        """Every line is busy: refuse the upgrade itself (HTTP 503 with Retry-After), so a gateway
+        can route the call elsewhere at once instead of every call on the box getting slower."""
+        limit = self.settings.max_calls
+        self.runtime.metrics.errors.labels("busy").inc()
+        self.log.info("caller from %s refused: all %d lines are busy", self.peer, limit)
+        body = to_json(error_event("busy", f"all {limit} lines are busy; call again in {RETRY_AFTER_S} s", fatal=True))
+        await self.ws.send_denial_response(Response(
+            body, status_code=503, media_type="application/json", headers={"Retry-After": str(RETRY_AFTER_S)}))
 
     async def _start_timeout(self) -> None:
         """A socket that never sends ``start`` holds a slot for nothing: close it (``start_timeout``)."""

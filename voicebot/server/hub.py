@@ -146,6 +146,11 @@ class CallHub:
         self.accepting = True
 
     # ------------------------------------------------------------------ calls
+    @property
+    def full(self) -> bool:
+        """Every line (``server.max_calls``) carries a call."""
+        return len(self.calls) >= self.settings.server.max_calls
+
     def open_call(self, call_id: str, protocol: str, caller: dict[str, Any]) -> LiveCall:
         if not self.accepting:
             raise CallRejected("shutting_down", "the server is shutting down; call again shortly")
@@ -153,7 +158,7 @@ class CallHub:
             raise CallRejected("duplicate_call_id", f"call {call_id!r} is already active")
         if self.find(call_id) is not None:  # a server without a store still never reuses an id
             raise CallRejected("duplicate_call_id", f"call {call_id!r} was used before; use a new id")
-        if len(self.calls) >= self.settings.server.max_calls:
+        if self.full:
             raise CallRejected("busy", f"all {self.settings.server.max_calls} lines are busy; call again shortly")
         view = redact_event(caller) if self.redact_agents else dict(caller)
         call = LiveCall(call_id, protocol, view, replay=deque(maxlen=self.settings.server.replay_max_events))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from starlette.websockets import WebSocket
 
 from voicebot.protocol.base import to_json
 from voicebot.protocol.events import ErrorEvent
+from voicebot.server.looplag import LoopLag
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,13 @@ class Outbox:
         self, ws: WebSocket, *, maxsize: int, send_timeout: float, name: str,
         on_slow: Callable[[], None] | None = None,
         slow_error: Callable[[ErrorEvent], str] = to_json,
+        lag: LoopLag | None = None,
     ) -> None:
+        """``lag``: the server loop's own lag; when the loop stalled, a full queue or a send
+        timeout is the server's fault, not the client's (audio is shed, the client kept)."""
         self.ws = ws
+        self.lag = lag
+        self.shed_audio = 0  # audio frames dropped because the server itself fell behind
         self.maxsize = maxsize
         self.send_timeout = send_timeout
         self.name = name
@@ -73,8 +80,16 @@ class Outbox:
         if not self.open:
             return False
         if self._queue.qsize() >= self.maxsize:
-            self._drop_slow()
-            return False
+            if self._server_lagged(time.monotonic() - self.send_timeout):
+                # The loop stalled and the backlog burst out at once: shed the oldest audio.
+                self.shed_audio += self.purge_audio()
+                if isinstance(item, bytes):
+                    self.shed_audio += 1
+                    return False
+                # An event is never shed: it goes in even over the bound (the loop is catching up).
+            else:
+                self._drop_slow()
+                return False
         self._queue.put_nowait(item)
         return True
 
@@ -115,10 +130,7 @@ class Outbox:
                     await self._close_socket(item.code, item.reason)
                     return
                 try:
-                    if isinstance(item, bytes):
-                        await asyncio.wait_for(self.ws.send_bytes(item), self.send_timeout)
-                    else:
-                        await asyncio.wait_for(self.ws.send_text(item), self.send_timeout)
+                    await self._send(item)
                 except TimeoutError:
                     self._drop_slow()
                     return
@@ -128,6 +140,24 @@ class Outbox:
         finally:
             if not self.slow:
                 self.done.set()
+
+    async def _send(self, item: str | bytes) -> None:
+        """One send within ``send_timeout``, unless the server's own loop stalled meanwhile."""
+        send = self.ws.send_bytes(item) if isinstance(item, bytes) else self.ws.send_text(item)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(send)
+        started = time.monotonic()
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self.send_timeout)
+            if done:
+                task.result()
+                return
+            if not self._server_lagged(started):
+                task.cancel()
+                raise TimeoutError
+            started = time.monotonic()  # the server was behind, not the client: give it time again
+
+    def _server_lagged(self, since: float) -> bool:
+        return self.lag is not None and self.lag.lagged_since(since) >= self.send_timeout / 2
 
     async def _close_socket(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):

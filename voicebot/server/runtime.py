@@ -27,6 +27,7 @@ from voicebot.config import Settings
 from voicebot.server.access import AccessPolicy
 from voicebot.server.auth import AgentAuth
 from voicebot.server.hub import AudioSink, CallHub, EventSink, Session
+from voicebot.server.looplag import LoopLag
 from voicebot.server.metrics import ServerMetrics
 from voicebot.store.base import CallStoreBackend
 from voicebot.store.factory import open_store
@@ -55,6 +56,7 @@ class CallRuntime(Protocol):
     connections: set[Drainable]
     transfer: HandoffTransfer
     transfers: set[asyncio.Task[None]]
+    loop_lag: LoopLag
 
     def new_session(
         self, call_id: str, *, emit: EventSink, send_audio: AudioSink, out_rate: int, metadata: dict[str, Any],
@@ -110,6 +112,7 @@ class ServerRuntime:
         # telephony setting fails there in one line. Transfers in flight outlive their calls.
         self.transfer: HandoffTransfer = HandoffTransfer(settings.telephony)
         self.transfers: set[asyncio.Task[None]] = set()
+        self.loop_lag = LoopLag()  # the server's own lag, so it is never blamed on a client
         self.domain: Any = None  # voicebot.dialog.domain.Domain
         self.session_factory: SessionFactory | None = None
         self.connections: set[Drainable] = set()
@@ -125,6 +128,7 @@ class ServerRuntime:
         self.store = await asyncio.to_thread(open_store, self.settings.store, worker_id=worker, redact=False)
         self.store.recover_interrupted()
         self.hub.store = self.store
+        self.loop_lag.start()
         self.state = "loading"
         self._load_task = asyncio.create_task(self._load(), name="load-engines")
 
@@ -188,6 +192,7 @@ class ServerRuntime:
         for task in list(self.transfers):
             task.cancel()
         await self.transfer.aclose()
+        await self.loop_lag.aclose()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         self.state = "stopped"
