@@ -1,7 +1,8 @@
 """One call through the whole pipeline, assembled from the call core's stages.
 
 ``CallSession`` builds the call's frame bus (``voicebot.call``) and connects,
-in this order: the speaker (barge-in decides first), the turn-taker, the dialog,
+in this order: the end-of-turn stage (where the models are loaded), the speaker
+(barge-in decides before the turn-taker sees a final), the turn-taker, the dialog,
 then the observers (latency, record, wire events). Caller audio goes in through
 ``push_audio``; every event leaves as a typed ``CallEvent`` through ``emit``, bot
 audio through ``send_audio``. The transports (native websocket, Twilio,
@@ -70,11 +71,13 @@ class CallSession:
         self.state = "bot"  # bot | human | ended
         self.bus = FrameBus(call_id)
         self.policy = CallPolicy(domain, call_id)
-        heard = settings
+        recognizer_settings = settings
         if clients.end_of_turn is not None:
             # The end-of-turn stage ends confident turns early; the endpointer's silence is the fallback.
-            heard = replace(settings, vad=replace(settings.vad, end_silence_ms=int(settings.turn.max_silence_ms)))
-        self.recognizer = StreamingRecognizer(clients.asr, heard, call_id, clients.vad_model)  # type: ignore[arg-type]
+            recognizer_settings = replace(
+                settings, vad=replace(settings.vad, end_silence_ms=int(settings.turn.max_silence_ms)))
+        self.recognizer = StreamingRecognizer(  # type: ignore[arg-type]
+            clients.asr, recognizer_settings, call_id, clients.vad_model)
         self.recognizer_stage = RecognizerStage(self.recognizer, self.bus)
         self.end_of_turn = (EndOfTurnStage(self.bus, self.recognizer_stage, clients.end_of_turn,
                                            TurnEndDecider(settings.turn))
