@@ -43,8 +43,12 @@ async function call() {
     ws = new WebSocket(`${proto}//${location.host}/v1/call`, "voicebot.v1");
     ws.binaryType = "arraybuffer";
     ws.onopen = async () => {
-      ws.send(JSON.stringify({ type: "start", protocol: "voicebot.v1", encoding: "pcm_s16le", sample_rate: rate,
-        caller: { name: "Softphone" } }));
+      // With server.caller_tokens set, open /phone#token=…: the fragment never reaches a server log.
+      const token = new URLSearchParams(location.hash.slice(1)).get("token");
+      const start = { type: "start", protocol: "voicebot.v1", encoding: "pcm_s16le", sample_rate: rate,
+        caller: { name: "Softphone" } };
+      if (token) start.token = token;
+      ws.send(JSON.stringify(start));
       await startCapture(rate);
     };
     ws.onmessage = (msg) => {
