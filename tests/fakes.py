@@ -9,6 +9,7 @@ real models are tested end to end in ``test_server_e2e.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -248,3 +249,19 @@ class ServeProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         return int(self.proc.returncode)
+
+
+def recv_events(ws: Any, timeout: float = 5.0) -> tuple[list[dict[str, Any]], int | None]:
+    """Every JSON message until the server closes (or ``timeout``), and the close code (None: still open)."""
+    from websockets.exceptions import ConnectionClosed
+
+    events: list[dict[str, Any]] = []
+    try:
+        while True:
+            message = ws.recv(timeout=timeout)
+            if isinstance(message, str):
+                events.append(json.loads(message))
+    except ConnectionClosed as exc:
+        return events, exc.rcvd.code if exc.rcvd else None
+    except TimeoutError:
+        return events, None

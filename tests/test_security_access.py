@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import LiveServer, fake_settings
+from fakes import LiveServer, fake_settings, recv_events
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -51,20 +51,6 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield srv
 
 
-def recv_all(ws: ClientConnection, timeout: float = 5.0) -> tuple[list[dict[str, Any]], int | None]:
-    """Every JSON message until the server closes, and the close code (None: still open at ``timeout``)."""
-    events: list[dict[str, Any]] = []
-    try:
-        while True:
-            message = ws.recv(timeout=timeout)
-            if isinstance(message, str):
-                events.append(json.loads(message))
-    except ConnectionClosed as exc:
-        return events, exc.rcvd.code if exc.rcvd else None
-    except TimeoutError:
-        return events, None
-
-
 def next_of(ws: ClientConnection, etype: str, timeout: float = 5.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -91,12 +77,12 @@ def test_caller_token_from_header_or_start(secured: LiveServer) -> None:
         ws.send(json.dumps({**START, "call_id": "tok-header"}))
         assert next_of(ws, "call.started")["call_id"] == "tok-header"
         ws.send(json.dumps({"type": "stop"}))
-        assert recv_all(ws)[1] == 1000
+        assert recv_events(ws)[1] == 1000
     with connect(secured.ws_url("/v1/call")) as ws:
         ws.send(json.dumps({**START, "call_id": "tok-start", "token": CALLER_TOKEN, "caller": {"name": "Erika"}}))
         assert next_of(ws, "call.started")["call_id"] == "tok-start"
         ws.send(json.dumps({"type": "stop"}))
-        assert recv_all(ws)[1] == 1000
+        assert recv_events(ws)[1] == 1000
     assert CALLER_TOKEN not in stored_text(secured) and "tok-start" in stored_text(secured)
 
 
@@ -123,7 +109,7 @@ def test_caller_without_a_valid_token_is_refused_with_4401(
     with connect(secured.ws_url(path), additional_headers=headers) as ws:
         if how != "wrong header":  # a wrong header is refused before any message
             ws.send(json.dumps(start))
-        events, code = recv_all(ws)
+        events, code = recv_events(ws)
     assert [(e["type"], e["code"], e["fatal"]) for e in events] == [("error", "unauthorized", True)]
     assert code == 4401
     assert secured.runtime.hub.find(start["call_id"]) is None, "no call is opened"
@@ -158,7 +144,7 @@ def test_twilio_stream_without_a_valid_signature_is_refused(secured: LiveServer,
     with connect(secured.ws_url("/v1/twilio"), additional_headers=headers) as ws:
         with contextlib.suppress(ConnectionClosed):  # the server may have closed already
             twilio_call(ws, call_sid)
-        events, code = recv_all(ws)
+        events, code = recv_events(ws)
     assert [(e["event"], e["code"], e["fatal"]) for e in events] == [("error", "unauthorized", True)]
     assert code == 4401
     assert secured.runtime.hub.find(call_sid) is None
@@ -172,7 +158,7 @@ def test_twilio_stream_with_a_valid_signature_is_taken(secured: LiveServer, sign
         twilio_call(ws, call_sid)
         wait_for(lambda: secured.runtime.hub.find(call_sid) is not None)
         ws.send(json.dumps({"event": "stop", "streamSid": "MZ" + call_sid}))
-        events, code = recv_all(ws)
+        events, code = recv_events(ws)
     assert code == 1000 and not [e for e in events if e.get("event") == "error"]
 
 
@@ -227,7 +213,7 @@ def test_security_headers_on_the_pages(plain: LiveServer, path: str) -> None:
 @pytest.mark.parametrize("path", ["/v1/call", "/v1/twilio"])
 def test_a_socket_that_never_starts_is_closed(plain: LiveServer, path: str) -> None:
     with connect(plain.ws_url(path)) as ws:
-        events, code = recv_all(ws, timeout=10)
+        events, code = recv_events(ws, timeout=10)
     errors = [e for e in events if e.get("code")]
     assert [(e["code"], e["fatal"]) for e in errors] == [("start_timeout", True)]
     assert code == 1008
@@ -244,7 +230,7 @@ def test_agent_bad_json_counts_toward_max_errors(plain: LiveServer) -> None:
                 ws.send("{not json")
             except ConnectionClosed:
                 break
-        events, code = recv_all(ws)
+        events, code = recv_events(ws)
     assert [e["code"] for e in events if e["type"] == "error"][:4] == ["bad_json"] * 4
     assert code == 1008
 
@@ -257,11 +243,11 @@ def test_failed_agent_logins_are_throttled(plain: LiveServer) -> None:
     try:
         for _ in range(5):
             with connect(plain.ws_url("/v1/agent?token=wrong")) as ws:
-                events, code = recv_all(ws)
+                events, code = recv_events(ws)
             assert events[-1]["code"] == "unauthorized" and code == 4401
             now[0] += 5  # five failures within a minute
         with connect(plain.ws_url("/v1/agent?token=test-token")) as ws:  # even the right token, for now
-            events, code = recv_all(ws)
+            events, code = recv_events(ws)
         assert [(e["code"], e["fatal"]) for e in events] == [("too_many_attempts", True)] and code == 4429
         now[0] += 61  # after the cool-down
         with connect(plain.ws_url("/v1/agent?token=test-token")) as ws:
@@ -279,7 +265,7 @@ def test_a_call_started_during_a_drain_gets_shutting_down(tmp_path: Path) -> Non
             loop = srv.server.servers[0].get_loop()
             asyncio.run_coroutine_threadsafe(srv.runtime.drain(), loop).result(10)
             ws.send(json.dumps(START))
-            events, code = recv_all(ws)
+            events, code = recv_events(ws)
     assert [(e["code"], e["fatal"]) for e in events if e["type"] == "error"] == [("shutting_down", True)]
     assert code == 1013
 

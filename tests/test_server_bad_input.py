@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import HealthyCall, LiveServer, fake_settings
+from fakes import HealthyCall, LiveServer, fake_settings, recv_events
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -34,20 +34,6 @@ def healthy(server: LiveServer) -> Iterator[HealthyCall]:
     call = HealthyCall(server.ws_url("/v1/call"))
     yield call
     call.check()
-
-
-def recv_events(ws: ClientConnection, timeout: float = 5.0) -> tuple[list[dict[str, Any]], int | None]:
-    """Every JSON message until the server closes (or ``timeout``), and the close code."""
-    events: list[dict[str, Any]] = []
-    try:
-        while True:
-            message = ws.recv(timeout=timeout)
-            if isinstance(message, str):
-                events.append(json.loads(message))
-    except ConnectionClosed as exc:
-        return events, exc.rcvd.code if exc.rcvd else None
-    except TimeoutError:
-        return events, None
 
 
 def first_error(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:

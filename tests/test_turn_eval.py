@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -16,9 +15,7 @@ from voicebot.eval.turn_end import DEFAULT_SET, SHARED_DATA, TurnSample, cut_poi
 
 def _need(ok: bool, what: str) -> None:
     if not ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} missing")
-        pytest.skip(f"{what} missing")
+        pytest.skip(f"{what} missing")  # under CI=true the conftest hook turns this skip into a failure
 
 
 @pytest.fixture(scope="module")

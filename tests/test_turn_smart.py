@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,7 @@ MORE = REPO_ROOT.parent / "shared" / "data" / "speech-de-more"
 
 def _need(ok: bool, what: str) -> None:
     if not ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{what} missing")
-        pytest.skip(f"{what} missing")
+        pytest.skip(f"{what} missing")  # under CI=true the conftest hook turns this skip into a failure
 
 
 @pytest.fixture(scope="module")
