@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.store.sqlite import CallStore, DuplicateCallId, StoreClosed, StoreError, get_call, list_calls
+from voicebot.store.sqlite import CallStore, DuplicateCallId, StoreClosed, get_call, list_calls
 
 
 def _call_events(call_id: str) -> list[dict]:
@@ -82,19 +82,6 @@ def test_writes_do_not_wait_for_the_disk_and_resolve_at_commit(store: CallStore)
 def _committed_events(path: Path, call_id: str) -> int:
     with sqlite3.connect(path) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM events WHERE call_id = ?", (call_id,)).fetchone()[0])
-
-
-def test_a_failed_write_fails_its_future_only(store: CallStore) -> None:
-    store.create_call("c3")
-    first = store.add_event("c3", {"type": "transcript.final", "text": "eins", "seq": 0})
-    clash = store.add_event("c3", {"type": "transcript.final", "text": "zwei", "seq": 0})  # seq taken
-    after = store.add_event("c3", {"type": "transcript.final", "text": "drei"})
-    assert first.result(timeout=30) is None and after.result(timeout=30) is None
-    with pytest.raises(StoreError):
-        clash.result(timeout=30)
-    call = store.get_call("c3")
-    assert [e["text"] for e in call["events"]] == ["eins", "drei"]
-    assert [t["text"] for t in call["turns_list"]] == ["eins", "drei"]  # the failed one left no turn
 
 
 def test_writes_after_close_fail_at_once(tmp_path: Path) -> None:

@@ -122,6 +122,7 @@ def test_a_failed_write_fails_its_future_only(open_: OpenStore) -> None:
         clash.result(timeout=30)
     call = store.get_call("c3")
     assert [(e["text"]) for e in call["events"]] == ["eins", "drei"]
+    assert [t["text"] for t in call["turns_list"]] == ["eins", "drei"]  # the failed one left no turn
     assert [(t["idx"], t["text"]) for t in call["turns_list"]] == [(0, "eins"), (1, "drei")]
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from voicebot.store.reads import like_prefix
+
 
 def list_calls(conn: psycopg.Connection, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
     sql = "SELECT * FROM calls"
@@ -29,7 +31,7 @@ def get_call(conn: psycopg.Connection, call_id: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute("SELECT * FROM calls WHERE call_id = %s", (call_id,)).fetchall()
         if not rows:
-            like = call_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = like_prefix(call_id)
             rows = cur.execute("SELECT * FROM calls WHERE call_id LIKE %s ESCAPE '\\' LIMIT 2", (like,)).fetchall()
             if len(rows) != 1:
                 return None

@@ -34,12 +34,17 @@ def list_calls(path: Path | str, limit: int = 50, status: str | None = None) -> 
         return [_row(r) for r in conn.execute(sql, params)]
 
 
+def like_prefix(call_id: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') for call ids starting with ``call_id``, its wildcards taken literally."""
+    return call_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def get_call(path: Path | str, call_id: str) -> dict[str, Any] | None:
     """One call with its turns, intents, handoffs and events from a store file."""
     with open_read(path) as conn:
         rows = conn.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchall()
         if not rows:
-            like = call_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = like_prefix(call_id)
             rows = conn.execute("SELECT * FROM calls WHERE call_id LIKE ? ESCAPE '\\' LIMIT 2", (like,)).fetchall()
             if len(rows) != 1:
                 return None
