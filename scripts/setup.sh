@@ -23,7 +23,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 echo "== installing voicebot"
 if [ $with_tests = 1 ]; then
-  "${PIP[@]}" install -e ".[test]"
+  "${PIP[@]}" install -e ".[test,ray]"  # ray: the engines on Ray Serve (tests/test_engines_ray.py, cluster.sh)
 else
   "${PIP[@]}" install -e .
 fi

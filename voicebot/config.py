@@ -73,7 +73,24 @@ class AsrSettings:
     # Start the final decode after this much trailing silence, before the endpointer
     # declares the turn over (vad.end_silence_ms); used if the caller stays silent. 0 = off.
     speculative_final_ms: int = 200
-    final_chunk_length: Annotated[int, Field(ge=1, le=30)] = 30  # finals' encoder window: 30 s beats 10 s on phone audio (WER 0.39 -> 0.35)
+    # Finals' least encoder window (s); longer turns take the next window_buckets step. Measured on phone-line
+    # speech with the recognizer's pre/post-roll (scripts/bench_asr_window.py --pad, 40 turns of 3-20 s, beam 5):
+    # WER 0.365 at 10 s (bucketed), 0.374 at 20 s, 0.389 at 30 s; CPU 0.46x of 30 s (docs/CAPACITY.md).
+    final_chunk_length: Annotated[int, Field(ge=1, le=30)] = 10
+    # ...but a final shorter than this (s, padding included) decodes in Whisper's native 30 s window: a short
+    # noisy phone turn loses its last word at 10-20 s windows (tests/test_asr_cases.py short-01; issue 11).
+    final_short_turn_s: Annotated[float, Field(ge=0)] = 4.0
+    # Encoder windows grow in these steps (s) past the minimum (chunk_length / final_chunk_length), not per second.
+    window_buckets: tuple[int, ...] = (10, 15, 20, 30)
+    # Adaptive partial rate (scheduler): a call's partial interval grows with load so partials use at most
+    # this share of the ASR worker; no partials at all while a final waits. The interval never exceeds
+    # partial_max_interval_ms (0 = no cap). adaptive_partials = false keeps partial_interval_ms fixed.
+    adaptive_partials: bool = True
+    # Decodes run at once (CTranslate2 workers), splitting cpu_threads between them. On 2 cores two one-thread
+    # decodes beat one two-thread decode: 6 phone-turn finals in 3.8 vs 6.9 s (docs/CAPACITY.md).
+    decode_workers: Positive = 2
+    partial_cpu_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.35
+    partial_max_interval_ms: NonNegative = 4000
 
 
 @dataclass(frozen=True)
@@ -156,7 +173,11 @@ class ServerSettings:
     # Comma-separated agent tokens; empty means "generate one at start and print it".
     agent_tokens: str = ""
     max_frame_bytes: int = 64000
-    max_calls: Positive = 64
+    # Calls one box takes before new ones are refused (HTTP 503). Sized from the cost model, not guessed:
+    # `python scripts/bench_cost.py` prints floor(cores x 0.6 / CPU-s per call-second without partials):
+    # 13 on the 2-core reference box with whisper-base (0.087 CPU-s per call-second with 10 s final windows;
+    # docs/CAPACITY.md). Set it per machine.
+    max_calls: Positive = 13
     # Mask personal data in what agents see (the store has its own switch, store.redact_pii).
     redact_agent_view: bool = True
     # Per-connection bounded send queue (messages); a client that lets it fill up is dropped.
@@ -172,6 +193,9 @@ class ServerSettings:
     # Events kept per call for agents who subscribe late; ended calls kept in the agents' list.
     replay_max_events: int = 2000
     recent_calls: int = 20
+    # The agents' wrap-up codes, "code:Label" comma-separated (agent page after a call; stored with it).
+    wrapup_codes: str = ("geloest:Anliegen gelöst,rueckruf:Rückruf vereinbart,weitergeleitet:Weitergeleitet,"
+                         "termin:Termin vereinbart,beschwerde:Beschwerde aufgenommen,sonstiges:Sonstiges")
     # Graceful shutdown: how long to wait for calls to finish their in-flight events.
     shutdown_timeout_s: float = 10.0
     # "module:attr" of the call-session class (CallSession's signature); empty = voicebot.dialog.session:CallSession.
@@ -232,6 +256,35 @@ class TurnSettings:
     audio_weight: Probability = 0.6  # Smart Turn's share in the combined P(complete)
     use_cues: bool = True  # hold on "und", "weil", articles, prepositions, mid-number
     smart_turn_threads: Positive = 1
+    # Speculative answers (voicebot.call.speculation): at the caller's first pause decode the final,
+    # run intent + policy and synthesize the first sentence; release it when the turn is confirmed
+    # over, throw it away if the caller goes on. False: the final is decoded after the post-roll.
+    # Off by default: on this 2-core box with the end-of-turn models it measured no faster (1 call, p50 1589 vs
+    # 1663 ms) for +13% CPU and 1.5-3 wasted final decodes per turn; with silence endpointing it helped
+    # (p50 1052 vs 1556 ms). scripts/bench_speculation.py measures it side by side.
+    speculate: bool = False
+    speculate_after_ms: Annotated[float, Field(ge=0)] = 120.0  # silence before a speculation starts
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where the ASR, intent and TTS models run (docs/SCALING.md): in this process, or on Ray Serve."""
+
+    backend: Literal["local", "ray"] = "local"  # ray: the call core reaches Serve deployments through handles
+    ray_address: str = ""  # the Ray cluster: "127.0.0.1:6379" (a node of it) or "ray://head:10001"; empty: "auto"
+    ray_namespace: str = "voicebot"
+    app_name: str = "voicebot-engines"  # the Serve application `voicebot engines serve` deploys
+    asr_deployment: str = "Asr"
+    intent_deployment: str = "Intent"
+    tts_deployment: str = "Speech"
+    asr_replicas: Positive = 1
+    intent_replicas: Positive = 1
+    tts_replicas: Positive = 1
+    asr_max_batch: Positive = 4  # @serve.batch: decodes of many calls (and workers) in one engine batch
+    asr_batch_wait_ms: Annotated[float, Field(ge=0)] = 10.0  # how long a lone request waits for company
+    asr_cpus: Annotated[float, Field(ge=0)] = 1.0  # Ray CPUs reserved per replica
+    intent_cpus: Annotated[float, Field(ge=0)] = 0.5
+    tts_cpus: Annotated[float, Field(ge=0)] = 0.5
 
 
 @dataclass(frozen=True)
@@ -246,6 +299,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     telephony: TelephonySettings = field(default_factory=TelephonySettings)
     turn: TurnSettings = field(default_factory=TurnSettings)
+    engines: EngineSettings = field(default_factory=EngineSettings)
 
 
 class SettingsError(ValueError):

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "voicebot.cli.eval_cmd",
     "voicebot.cli.bench_cmd",
     "voicebot.cli.protocol_cmd",
+    "voicebot.cli.engines_cmd",
 )
 
 

@@ -2,10 +2,11 @@
 
 A call event goes, in order: stamped (call id, per-call ``seq``, ``ts``) →
 metrics → store (redacted where configured) → the call's replay log → every
-agent subscribed to the call. The caller's own connection gets the unredacted
-event from its ``CallRunner``. Nothing here awaits a client or the disk:
-``publish`` is synchronous and cheap, so a slow agent or a slow disk can never
-hold up a call.
+agent subscribed to the call → the other workers (``federation.py``, when
+workers share a PostgreSQL store; their calls are listed here as ``RemoteCall``s).
+The caller's own connection gets the unredacted event from its ``CallRunner``.
+Nothing here awaits a client or the disk: ``publish`` is synchronous and cheap,
+so a slow agent or a slow disk can never hold up a call.
 
 The hub also produces the agent-assist ``suggestions`` events: after each
 final transcript (and the intent decided on it) the knowledge base is searched
@@ -44,6 +45,7 @@ from voicebot.protocol.events import (
 )
 from voicebot.server.delivery import CommitOrder
 from voicebot.server.metrics import ServerMetrics
+from voicebot.server.remote import RemoteCall
 from voicebot.store.base import CallStoreBackend
 from voicebot.store.errors import DuplicateCallId
 
@@ -80,6 +82,16 @@ class Session(Protocol):
     async def end(self, reason: str = "completed") -> None: ...
 
 
+class Peers(Protocol):
+    """The other workers, as the hub sees them (voicebot.server.federation.Federation)."""
+
+    def find(self, call_id: str) -> RemoteCall | None: ...
+    def calls(self) -> list[RemoteCall]: ...
+    def local_event(self, call_id: str, event: CallEvent) -> None: ...
+    def local_update(self, summary: CallSummary) -> None: ...
+    async def control(self, call_id: str, action: Any, agent_id: str) -> RemoteCall: ...
+
+
 class AgentLink(Protocol):
     """An agent connection as the hub sees it."""
 
@@ -112,6 +124,7 @@ class LiveCall:
     end_reason: str | None = None
     ended_at: float | None = None
     suggest_task: asyncio.Task[None] | None = None
+    line: Any = None  # voicebot.server.agent_voice.CallerLine: how an agent who took over speaks and listens
     # Deliveries wait for the store's commit, in order (commit before send).
     delivery: CommitOrder = field(default_factory=CommitOrder)
 
@@ -144,6 +157,8 @@ class CallHub:
         self.recent: deque[LiveCall] = deque(maxlen=settings.server.recent_calls)
         self.agents: set[AgentLink] = set()
         self.accepting = True
+        # The other workers' calls (workers sharing a PostgreSQL store); set by the federation.
+        self.federation: Peers | None = None
 
     # ------------------------------------------------------------------ calls
     @property
@@ -191,11 +206,22 @@ class CallHub:
         self.recent.appendleft(call)
         self._broadcast_update(call)
 
-    def find(self, call_id: str) -> LiveCall | None:
+    def find(self, call_id: str) -> LiveCall | RemoteCall | None:
+        local = self.find_local(call_id)
+        return local or (self.federation.find(call_id) if self.federation is not None else None)
+
+    def find_local(self, call_id: str) -> LiveCall | None:
+        """A call this worker holds (or held recently): what only the holding worker can act on."""
         return self.calls.get(call_id) or next((c for c in self.recent if c.call_id == call_id), None)
 
     def list_calls(self) -> list[CallSummary]:
-        return [c.summary() for c in self.calls.values()] + [c.summary() for c in self.recent]
+        remote = [c.summary() for c in self.federation.calls()] if self.federation is not None else []
+        return [c.summary() for c in self.calls.values()] + remote + [c.summary() for c in self.recent]
+
+    def replayable(self) -> list[LiveCall | RemoteCall]:
+        """Every call an agent subscribing to all (``"*"``) gets a replay of, live ones first."""
+        remote = self.federation.calls() if self.federation is not None else []
+        return [*self.calls.values(), *remote, *reversed(self.recent)]
 
     # ------------------------------------------------------------------ events
     def publish(
@@ -215,6 +241,8 @@ class CallHub:
         def deliver() -> None:
             changed = self._track(call, event, agent_view)
             self._fan_out(call.call_id, agent_view)
+            if self.federation is not None:
+                self.federation.local_event(call.call_id, agent_view)
             if changed:
                 self._broadcast_update(call)
             self._assist(call, event)
@@ -228,9 +256,10 @@ class CallHub:
         """Update what the hub knows of the call; True if its row in the agents' list changed."""
         changed = False
         if isinstance(event, TranscriptPartialEvent):
-            call.partial = view  # only the newest partial is worth replaying
+            if event.speaker == "caller":
+                call.partial = view  # only the newest partial is worth replaying
             return False
-        if isinstance(event, TranscriptFinalEvent):
+        if isinstance(event, TranscriptFinalEvent) and event.speaker == "caller":
             call.partial = None
             if event.text.strip():
                 call.turns += 1
@@ -251,7 +280,9 @@ class CallHub:
         call.replay.append(view)
         return changed
 
-    def replay(self, call: LiveCall) -> list[CallEvent]:
+    def replay(self, call: LiveCall | RemoteCall) -> list[CallEvent]:
+        if isinstance(call, RemoteCall):
+            return call.replay(self.settings.server.replay_max_events)
         events = list(call.replay)
         if call.partial is not None:
             events.append(call.partial)
@@ -272,17 +303,31 @@ class CallHub:
                 agent.deliver(event)
 
     def _broadcast_update(self, call: LiveCall) -> None:
-        update = CallUpdateMessage(call=call.summary())
+        summary = call.summary()
+        self.show_update(summary)
+        if self.federation is not None:
+            self.federation.local_update(summary)
+
+    def show_event(self, call_id: str, event: CallEvent) -> None:
+        """An event of a call another worker holds (the federation heard it): to the subscribed agents."""
+        self._fan_out(call_id, event)
+
+    def show_update(self, summary: CallSummary) -> None:
+        update = CallUpdateMessage(call=summary)
         for agent in list(self.agents):
             agent.deliver(update)
 
-    async def take_over(self, call_id: str, agent_id: str) -> LiveCall:
+    async def take_over(self, call_id: str, agent_id: str) -> LiveCall | RemoteCall:
+        if call_id not in self.calls and self.federation is not None and self.federation.find(call_id):
+            return await self.federation.control(call_id, "takeover", agent_id)  # the worker holding it does it
         call = self._live(call_id)
         if call.session is not None:
             await call.session.take_over(agent_id)
         return call
 
-    async def release(self, call_id: str, agent_id: str) -> LiveCall:
+    async def release(self, call_id: str, agent_id: str) -> LiveCall | RemoteCall:
+        if call_id not in self.calls and self.federation is not None and self.federation.find(call_id):
+            return await self.federation.control(call_id, "release", agent_id)
         call = self._live(call_id)
         if call.session is not None:
             await call.session.release(agent_id)
@@ -298,7 +343,7 @@ class CallHub:
     def _assist(self, call: LiveCall, event: CallEvent) -> None:
         if self.kb is None or not self.kb.entries:
             return
-        if isinstance(event, TranscriptFinalEvent) and event.text.strip():
+        if isinstance(event, TranscriptFinalEvent) and event.speaker == "caller" and event.text.strip():
             self._schedule_suggest(call, delay=_SUGGEST_WAIT_S)
         elif isinstance(event, IntentEvent) and call.last_final:
             self._schedule_suggest(call, delay=0.0)

@@ -30,7 +30,7 @@ from voicebot.server.hub import AudioSink, CallHub, EventSink, Session
 from voicebot.server.looplag import LoopLag
 from voicebot.server.metrics import ServerMetrics
 from voicebot.store.base import CallStoreBackend
-from voicebot.store.factory import open_store
+from voicebot.store.factory import is_postgres, open_store
 from voicebot.telephony.transfer import HandoffTransfer
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class ServerRuntime:
         self.on_fatal = on_fatal
         self.store: CallStoreBackend | None = None
         self.hub = CallHub(settings, self.metrics)
+        self.federation: Any = None  # voicebot.server.federation.Federation: workers sharing a PostgreSQL store
         self.engines: Any = None  # voicebot.engines.Engines: the models
         self.clients: Any = None  # voicebot.call.clients.EngineClients: how calls reach them
         # Transfer on handoff (signed webhook, Twilio redirect); built at start: a bad
@@ -128,6 +129,13 @@ class ServerRuntime:
         self.store = await asyncio.to_thread(open_store, self.settings.store, worker_id=worker, redact=False)
         self.store.recover_interrupted()
         self.hub.store = self.store
+        if is_postgres(self.settings.store.url):
+            # Workers on one database share their calls over its bus: any worker's agents see them all.
+            from voicebot.server.federation import Federation
+
+            self.federation = Federation(self.hub, self.settings.store.url, self.store.worker_id,
+                                         self.settings.store.lease_s)
+            await self.federation.start()
         self.loop_lag.start()
         self.state = "loading"
         self._load_task = asyncio.create_task(self._load(), name="load-engines")
@@ -139,6 +147,10 @@ class ServerRuntime:
 
             server = self.settings.server
             factory, loader = resolve_session_factory(server.session_factory, server.engines_loader)
+            if self.settings.engines.backend == "ray" and not server.engines_loader:  # models on Ray Serve
+                from voicebot.engines_ray.worker import RayEngines
+
+                loader = RayEngines.load
             engines = await asyncio.to_thread(loader, self.settings)
             self.domain = await asyncio.to_thread(load_domain, self.settings.dialog.domain)
             clients = engines.clients()
@@ -186,6 +198,8 @@ class ServerRuntime:
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         await self.hub.aclose()
+        if self.federation is not None:
+            await self.federation.aclose()  # after the drain: the calls' last updates still go out
         if self.clients is not None:
             with contextlib.suppress(Exception):
                 await self.clients.aclose()

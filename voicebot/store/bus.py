@@ -1,10 +1,11 @@
 """Cross-worker messages on PostgreSQL LISTEN/NOTIFY: every worker hears every call's events.
 
-``PgEventBus(url, worker_id)``: ``publish(call_id, data, kind="event")`` from any thread;
-``subscribe(callback)`` gets a ``BusMessage`` per message on the bus's listener thread
-(an asyncio consumer hands it over with ``loop.call_soon_threadsafe``). ``kind`` says
-what the payload is: ``event`` (a call event's JSON), or a control message for the
-worker that holds the call (``takeover``, ``release``, ...) — the bus does not care.
+``PgEventBus(url, worker_id)``: ``publish(call_id, data, kind="event")`` and
+``publish_many`` (a batch in one round trip) from any thread; ``subscribe(callback)``
+gets a ``BusMessage`` per message on the bus's listener thread (an asyncio consumer
+hands it over with ``loop.call_soon_threadsafe``). ``kind`` says what the payload is —
+the bus does not care; the server's federation (``voicebot.server.federation``) sends
+``event``, ``call``, ``control`` and ``reply``.
 
 NOTIFY carries at most 8000 bytes: a longer payload goes as numbered chunks, sent in
 one transaction (PostgreSQL delivers them together and in order) and joined again
@@ -34,7 +35,7 @@ _CHUNK_CHARS = 1000  # ASCII-escaped, a chunk is at most ~6 kB: under NOTIFY's 8
 class BusMessage:
     worker_id: str  # who published it
     call_id: str
-    kind: str  # "event" | "takeover" | "release" | ...
+    kind: str  # "event" | "call" | "control" | "reply" (voicebot.server.federation) | ...
     data: str  # the payload as published (an event's JSON for kind "event")
 
 
@@ -59,11 +60,13 @@ class PgEventBus:
     # ------------------------------------------------------------------ publish
     def publish(self, call_id: str, data: str, kind: str = "event") -> None:
         """Send one message to every worker listening (blocking: one round trip; call it from a thread)."""
-        msg_id = uuid.uuid4().hex[:12]
-        pieces = [data[i:i + _CHUNK_CHARS] for i in range(0, len(data), _CHUNK_CHARS)] or [""]
-        envelopes = [json.dumps({"w": self.worker_id, "c": call_id, "k": kind, "m": msg_id, "i": i, "n": len(pieces),
-                                 "d": piece}, ensure_ascii=True, separators=(",", ":"))
-                     for i, piece in enumerate(pieces)]
+        self.publish_many([(call_id, data, kind)])
+
+    def publish_many(self, messages: list[tuple[str, str, str]]) -> None:
+        """Send ``(call_id, data, kind)`` messages in one transaction (one round trip), in order."""
+        envelopes = [env for call_id, data, kind in messages for env in self._envelopes(call_id, data, kind)]
+        if not envelopes:
+            return
         with self._lock:
             for attempt in (0, 1):
                 if self._publisher is None or self._publisher.closed:
@@ -78,6 +81,13 @@ class PgEventBus:
                     self._publisher = None
                     if attempt:
                         raise
+
+    def _envelopes(self, call_id: str, data: str, kind: str) -> list[str]:
+        msg_id = uuid.uuid4().hex[:12]
+        pieces = [data[i:i + _CHUNK_CHARS] for i in range(0, len(data), _CHUNK_CHARS)] or [""]
+        return [json.dumps({"w": self.worker_id, "c": call_id, "k": kind, "m": msg_id, "i": i, "n": len(pieces),
+                            "d": piece}, ensure_ascii=True, separators=(",", ":"))
+                for i, piece in enumerate(pieces)]
 
     # ------------------------------------------------------------------ subscribe
     def subscribe(self, callback: Callback) -> Callable[[], None]:
