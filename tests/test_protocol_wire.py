@@ -96,12 +96,17 @@ AGENT_ONLY = [
                             items=[events.Suggestion(title="t", answer="a", intent="rechnung", score=0.5)]),
     events.TransferResultEvent(ok=True, target=None, webhook={"outcome": "delivered", "attempts": 1},
                                redirect={"outcome": "skipped"}, delivery_id="d1"),
+    events.WrapupEvent(agent_id="anna", code="rueckruf", label="Rückruf vereinbart", note="morgen"),
+    events.TranscriptFinalEvent(text="Guten Tag", speaker="agent"),
 ]
 AGENT_MESSAGES = [
     agent.AuthOkMessage(agent_id="anna"), agent.CallsMessage(calls=[SUMMARY]), agent.CallUpdateMessage(call=SUMMARY),
     agent.SubscribedMessage(call_id="*"), agent.UnsubscribedMessage(call_id="c1"),
     agent.ReplayMessage(call_id="c1", call=SUMMARY, events=[*CALL_EVENTS, *AGENT_ONLY]),
     agent.AckMessage(action="takeover", call_id="c1"), PongMessage(id=3),
+    agent.AudioStartedMessage(call_id="c1", encoding="pcm_s16le", sample_rate=16000, caller_encoding="mulaw",
+                              caller_sample_rate=8000, max_frame_ms=500),
+    agent.AudioStoppedMessage(call_id="c1", reason="released"),
 ]
 TWILIO_MESSAGES = [
     twilio.OutMediaMessage(streamSid="MZ1", media=twilio.OutMedia(payload="AAAA")),

@@ -60,7 +60,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     print()
     intents = {i["turn_idx"]: i for i in call["intents"]}
     for turn in call["turns_list"]:
-        who = "CALLER" if turn["speaker"] == "caller" else "BOT   "
+        who = _SPEAKER_LABELS.get(turn["speaker"], "BOT   ")
         conf = f"  [asr {turn['confidence']:.2f}]" if turn.get("confidence") is not None else ""
         print(f"{who} {turn['text']}{conf}")
         decision = intents.get(turn["idx"]) if turn["speaker"] == "caller" else None
@@ -72,11 +72,18 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     for handoff in call["handoffs"]:
         summary = handoff["context"].get("summary") if isinstance(handoff["context"], dict) else None
         print(f"\nHANDOFF {handoff['reason']}" + (f": {summary}" if summary else ""))
+    for event in call.get("events", []):
+        if event.get("type") == "wrapup":  # the agent's wrap-up code, after a human handled the call
+            print(f"WRAPUP {event.get('label') or event.get('code')} ({event.get('agent_id')})"
+                  + (f": {event['note']}" if event.get("note") else ""))
     if args.events:
         print()
         for event in call["events"]:
             print(json.dumps(event, ensure_ascii=False))
     return 0
+
+
+_SPEAKER_LABELS = {"caller": "CALLER", "bot": "BOT   ", "agent": "AGENT "}
 
 
 def _duration(row: dict[str, Any]) -> str:

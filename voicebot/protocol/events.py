@@ -61,6 +61,9 @@ class SpeechEndedEvent(CallEvent):
     start: float
 
 
+Speaker = Literal["caller", "agent"]
+
+
 class WordTiming(Message):
     text: str
     start: float
@@ -77,6 +80,7 @@ class TranscriptPartialEvent(CallEvent):
     start: float = 0.0
     end: float = 0.0
     committed: str = ""
+    speaker: Speaker = "caller"  # "agent": an agent's own words after a takeover (agents and the store only)
 
 
 class TranscriptFinalEvent(CallEvent):
@@ -91,6 +95,7 @@ class TranscriptFinalEvent(CallEvent):
     end: float = 0.0
     words: list[WordTiming] = Field(default_factory=list)
     latency_ms: float | None = None
+    speaker: Speaker = "caller"
 
 
 class IntentAlternative(Message):
@@ -247,6 +252,16 @@ class TransferEvent(CallEvent):
     ends_stream: bool = False
 
 
+class WrapupEvent(CallEvent):
+    """The agent's wrap-up of a call it handled (agents and the store): a code and an optional note."""
+
+    type: Literal["wrapup"] = "wrapup"
+    agent_id: str
+    code: str
+    label: str = ""  # the code's display name, from server.wrapup_codes
+    note: str = ""
+
+
 class TransferResultEvent(CallEvent):
     """How a transfer went (agents and the store): the signed webhook and, for Twilio calls, the redirect."""
 
@@ -266,7 +281,7 @@ _CallerEvents = (
 )
 CallerEvent = Annotated[_CallerEvents, Field(discriminator="type")]
 AnyCallEvent = Annotated[
-    _CallerEvents | PlaybackMarkEvent | DtmfEvent | SuggestionsEvent | TransferResultEvent,
+    _CallerEvents | PlaybackMarkEvent | DtmfEvent | SuggestionsEvent | TransferResultEvent | WrapupEvent,
     Field(discriminator="type"),
 ]
 

@@ -25,7 +25,7 @@ PROTOCOLS: dict[str, tuple[Any, Any, str, dict[str, str]]] = {
         "client_to_server": "caller audio in the encoding and rate declared by start",
         "server_to_client": "bot audio in the caller's own encoding and rate, paced in real time",
     }),
-    agent.PROTOCOL: (agent.ClientMessage, agent.ServerMessage, "type", {}),
+    agent.PROTOCOL: (agent.ClientMessage, agent.ServerMessage, "type", agent.AGENT_BINARY),
     twilio.PROTOCOL: (twilio.ClientMessage, twilio.ServerMessage, "event", {}),
 }
 

@@ -4,7 +4,9 @@ An agent authenticates with ``?token=...`` or a first ``{"type": "auth", "token"
 message, gets the list of calls, subscribes to one call or to all (``"*"``) and
 then receives every event of those calls as it happens, after a replay of what
 happened before. ``takeover`` hands a call to the agent (the bot stops
-speaking), ``release`` gives it back. A wrong or missing token gets an
+speaking), ``release`` gives it back. After a takeover, ``audio.start`` opens the
+agent's voice on the call (``agent_voice.py``: binary frames both ways);
+``wrapup`` records the agent's wrap-up code (``agent_wrapup.py``). A wrong or missing token gets an
 ``unauthorized`` error and close code 4401; the token is never logged, only a
 short hash of it.
 """
@@ -18,9 +20,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket
 
+from voicebot.audio.codecs import AudioFormat
 from voicebot.protocol.agent import (
     PROTOCOL,
     AckMessage,
+    AudioStartMessage,
+    AudioStopMessage,
     AuthMessage,
     AuthOkMessage,
     CallsMessage,
@@ -32,10 +37,13 @@ from voicebot.protocol.agent import (
     TakeoverMessage,
     UnsubscribedMessage,
     UnsubscribeMessage,
+    WrapupMessage,
     parse_client_message,
 )
 from voicebot.protocol.base import Inbound, PingMessage, PongMessage, ProtocolError, decode_json
 from voicebot.server.access import CLOSE_TOO_MANY_ATTEMPTS, CLOSE_UNAUTHORIZED
+from voicebot.server.agent_voice import AgentVoice, VoiceRefused
+from voicebot.server.agent_wrapup import WrapupRefused, record_wrapup, wrapup_codes
 from voicebot.server.auth import AgentAuth, fingerprint
 from voicebot.server.hub import CallRejected
 from voicebot.server.outbox import Outbox, error_event
@@ -59,6 +67,8 @@ class AgentConnection:
         self.address = ws.client.host if ws.client else "?"  # failed logins are counted per address
         self.agent_id = "agent"
         self.subscriptions: set[str] = set()
+        self.held: set[str] = set()  # calls this connection took over (and has not released)
+        self.voice: AgentVoice | None = None  # the agent's voice channel, on one call at a time
         self.outbox = Outbox(ws, maxsize=settings.send_queue_max, send_timeout=settings.send_timeout_s,
                              name=f"agent {peer}", on_slow=self._on_slow, lag=runtime.loop_lag)
         self.errors = 0
@@ -67,6 +77,10 @@ class AgentConnection:
 
     def deliver(self, message: BaseModel) -> bool:
         return self.outbox.send_event(message)
+
+    def _send(self, item: BaseModel | bytes) -> bool:
+        """The voice channel's sink: typed messages as JSON, audio as binary frames."""
+        return self.outbox.put(item) if isinstance(item, bytes) else self.outbox.send_event(item)
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is queued has been sent (server shutdown)."""
@@ -93,6 +107,7 @@ class AgentConnection:
                 raise  # not ours: the server is stopping
         finally:
             self.runtime.hub.remove_agent(self)
+            await self._stop_voice("stopped", notify=False)
             self.outbox.close(1000)
             await self.outbox.wait_closed(grace=2.0)
 
@@ -129,7 +144,7 @@ class AgentConnection:
         self.agent_id = name[:64] if name and name.strip() else f"agent-{fingerprint(token)[:6]}"
         self.runtime.hub.add_agent(self)
         log.info("agent %s connected from %s (token sha256 %s)", self.agent_id, self.peer, fingerprint(token))
-        self.deliver(AuthOkMessage(agent_id=self.agent_id))
+        self.deliver(AuthOkMessage(agent_id=self.agent_id, wrapup_codes=wrapup_codes(self.settings.wrapup_codes)))
         self.deliver(CallsMessage(calls=self.runtime.hub.list_calls()))
         return True
 
@@ -143,7 +158,7 @@ class AgentConnection:
             if size > self.settings.max_frame_bytes:
                 self._error("frame_too_large", f"a message may have at most {self.settings.max_frame_bytes} bytes")
             elif text is None:
-                self._error("bad_json", "agents send JSON text messages, not binary")
+                await self._on_audio(message.get("bytes") or b"")
             else:
                 try:
                     request = parse_client_message(text)
@@ -170,24 +185,72 @@ class AgentConnection:
             try:
                 if isinstance(request, TakeoverMessage):
                     await hub.take_over(call_id, self.agent_id)
+                    self.held.add(call_id)
                 else:
+                    if self.voice is not None and self.voice.call.call_id == call_id:
+                        await self._stop_voice("released")
                     await hub.release(call_id, self.agent_id)
+                    self.held.discard(call_id)
             except CallRejected as exc:
                 self._error(exc.code, str(exc), call_id=call_id)
                 return
             log.info("agent %s: %s of call %s", self.agent_id, request.type, call_id)
             self.deliver(AckMessage(action=request.type, call_id=call_id))
+        elif isinstance(request, AudioStartMessage):
+            await self._start_voice(request)
+        elif isinstance(request, AudioStopMessage):
+            if self.voice is not None and self.voice.call.call_id == request.call_id:
+                await self._stop_voice("stopped")
+        elif isinstance(request, WrapupMessage):
+            try:
+                record_wrapup(self.runtime, request, self.agent_id)
+            except WrapupRefused as exc:
+                self._error(exc.code, str(exc), call_id=request.call_id)
+                return
+            self.deliver(AckMessage(action="wrapup", call_id=request.call_id))
         elif isinstance(request, PingMessage):
             self.deliver(PongMessage(id=request.id))
         elif isinstance(request, AuthMessage):
             self.deliver(AuthOkMessage(agent_id=self.agent_id))
+
+    # ------------------------------------------------------------------ the agent's voice
+    async def _start_voice(self, request: AudioStartMessage) -> None:
+        """Open the voice channel (one call at a time: a new one closes the one before)."""
+        await self._stop_voice("stopped")
+        call = self.runtime.hub.calls.get(request.call_id)
+        try:
+            self.voice = AgentVoice.start(
+                self.runtime, call, self.agent_id, request.call_id in self.held,
+                AudioFormat(request.encoding, request.sample_rate), self._send)
+        except VoiceRefused as exc:
+            self._error(exc.code, str(exc), call_id=request.call_id)
+
+    async def _on_audio(self, data: bytes) -> None:
+        voice = self.voice
+        if voice is None:
+            self._error("audio_before_start", "send \"audio.start\" for a call you took over before audio")
+            return
+        if not voice.held:
+            # Released (by anyone), or the call ended: the channel closes; this frame is dropped.
+            ended = voice.call.state == "ended"
+            await self._stop_voice("ended" if ended else "released")
+            return
+        try:
+            voice.on_bytes(data)
+        except VoiceRefused as exc:
+            self._error(exc.code, str(exc), call_id=voice.call.call_id)
+
+    async def _stop_voice(self, reason: str, *, notify: bool = True) -> None:
+        voice, self.voice = self.voice, None
+        if voice is not None:
+            await voice.stop(reason, notify=notify)
 
     def _subscribe(self, call_id: str) -> None:
         hub = self.runtime.hub
         if call_id == "*":
             self.subscriptions.add("*")
             self.deliver(SubscribedMessage(call_id="*"))
-            for live in [*hub.calls.values(), *reversed(hub.recent)]:
+            for live in hub.replayable():  # this worker's calls and the other workers'
                 self.deliver(ReplayMessage(call_id=live.call_id, call=live.summary(), events=hub.replay(live)))
             return
         call = hub.find(call_id)

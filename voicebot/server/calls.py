@@ -34,6 +34,7 @@ from voicebot.protocol.events import (
     ErrorEvent,
 )
 from voicebot.server.access import CLOSE_UNAUTHORIZED
+from voicebot.server.agent_voice import CallerLine
 from voicebot.server.handover import Handover
 from voicebot.server.hub import CallRejected, LiveCall, Session
 from voicebot.server.logs import CallLog
@@ -237,6 +238,7 @@ class CallConnection:
         self.log = CallLog(log, call_id)
         self.decoder = Decoder(in_format)
         self.encoder = Encoder(out_format)
+        call.line = CallerLine(out_format, self.deliver_audio, call.delivery, lambda: self.closing)  # agents' voice
         await self._emit(started)
         try:
             self.session = self.runtime.new_session(
@@ -274,6 +276,8 @@ class CallConnection:
         except AudioFormatError as exc:
             self.spawn(self.fail("bad_audio", str(exc)))
             return
+        if self.call is not None and self.call.line is not None:
+            self.call.line.heard(frame)  # an agent who took over hears the caller
         if self._inbound.qsize() >= self.settings.inbound_queue_max:
             loop = asyncio.get_running_loop()
             if loop.time() - self._overload_reported > 1.0:  # one report a second, not one per frame

@@ -56,7 +56,7 @@ class ServerMetrics:
 
     def observe(self, event: CallEvent) -> None:
         """Count one call event (called by the hub for every event it publishes)."""
-        if isinstance(event, TranscriptFinalEvent) and event.text.strip():
+        if isinstance(event, TranscriptFinalEvent) and event.text.strip() and event.speaker == "caller":
             self.turns.inc()
         elif isinstance(event, IntentEvent):
             self.intents.labels(event.label).inc()

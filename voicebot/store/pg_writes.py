@@ -87,7 +87,7 @@ def _turn(conn: psycopg.Connection, call_id: str, speaker: str, event: dict[str,
 
 
 def _on_final(conn: psycopg.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-    _turn(conn, call_id, "caller", event, ts)
+    _turn(conn, call_id, "agent" if event.get("speaker") == "agent" else "caller", event, ts)
 
 
 def _on_utterance(conn: psycopg.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:

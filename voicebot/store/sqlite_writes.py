@@ -73,7 +73,11 @@ class EventWrites:
         return idx
 
     def _on_final(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:
-        if str(event.get("text", "")).strip():
+        if not str(event.get("text", "")).strip():
+            return
+        if event.get("speaker") == "agent":  # the agent's own words after a takeover
+            self._turn(conn, call_id, "agent", event, ts)
+        else:
             self._caller_turn[call_id] = self._turn(conn, call_id, "caller", event, ts)
 
     def _on_utterance(self, conn: sqlite3.Connection, call_id: str, event: dict[str, Any], ts: str) -> None:

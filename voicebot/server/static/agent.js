@@ -16,11 +16,17 @@ const SLOTS = {
   amount: "Betrag", iban: "IBAN", iban_invalid: "IBAN (ungültig)", phone: "Telefon", email: "E-Mail",
 };
 const STATES = { bot: "Bot", human: "Mitarbeiter", ended: "Beendet" };
+const SPEAKERS = { bot: "Bot", caller: "Anrufer", agent: "Mitarbeiter" };
 
-const calls = new Map(); // call_id -> {summary, lines, partial, intent, slots, suggestions, steps, handoff}
+const calls = new Map(); // call_id -> {summary, lines, partial, agentPartial, intent, slots, suggestions, steps, handoff, wrapup}
 let selected = null;
 let ws = null;
 let agentId = "";
+let wrapupCodes = [];
+// The agent's own voice on a call it took over (agent-voice.js); window.agentVoice for tests and debugging.
+const voice = new AgentVoice((format) => send({ type: "audio.start", ...format }),
+  (buffer) => { if (ws && ws.readyState === WebSocket.OPEN) ws.send(buffer); });
+window.agentVoice = voice;
 const stats = {}; // message counts by type, as window.agentStats (for tests and debugging)
 window.agentStats = stats;
 const $ = (id) => document.getElementById(id);
@@ -52,12 +58,17 @@ function connect() {
   if (!tok) { showLogin(); return; }
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   ws = new WebSocket(`${proto}//${location.host}/v1/agent`);
+  ws.binaryType = "arraybuffer";
   ws.onopen = () => {
     ws.send(JSON.stringify({ type: "auth", token: tok, agent: sessionStorage.getItem("voicebot.agent") || undefined }));
   };
-  ws.onmessage = (msg) => { try { onMessage(JSON.parse(msg.data)); } catch (e) { console.error(e); } };
+  ws.onmessage = (msg) => {
+    if (typeof msg.data !== "string") { voice.play(msg.data); return; } // the caller's audio
+    try { onMessage(JSON.parse(msg.data)); } catch (e) { console.error(e); }
+  };
   ws.onclose = (ev) => {
     setConn(false);
+    voice.stop();
     if (ev.code === 4401) { sessionStorage.removeItem("voicebot.token"); showLogin("Token ungültig."); return; }
     setTimeout(connect, 2000);
   };
@@ -85,8 +96,8 @@ $("login-form").addEventListener("submit", (ev) => {
 // ------------------------------------------------------------------ messages
 function callState(id) {
   if (!calls.has(id)) {
-    calls.set(id, { summary: { call_id: id, state: "bot" }, lines: [], partial: null, intent: null, slots: {},
-      suggestions: [], steps: [], handoff: null });
+    calls.set(id, { summary: { call_id: id, state: "bot" }, lines: [], partial: null, agentPartial: null, intent: null,
+      slots: {}, suggestions: [], steps: [], handoff: null, wrapup: null });
   }
   return calls.get(id);
 }
@@ -96,6 +107,7 @@ function onMessage(m) {
   switch (m.type) {
     case "auth.ok":
       agentId = m.agent_id; $("agent-name").textContent = agentId; setConn(true);
+      wrapupCodes = m.wrapup_codes || [];
       send({ type: "subscribe", call_id: "*" });
       return;
     case "calls":
@@ -108,7 +120,8 @@ function onMessage(m) {
       return;
     case "replay": {
       const c = callState(m.call_id);
-      Object.assign(c, { lines: [], partial: null, intent: null, slots: {}, suggestions: [], steps: [], handoff: null });
+      Object.assign(c, { lines: [], partial: null, agentPartial: null, intent: null, slots: {}, suggestions: [], steps: [],
+        handoff: null, wrapup: null });
       if (m.call) c.summary = m.call;
       for (const ev of m.events) apply(c, ev);
       renderList();
@@ -121,21 +134,41 @@ function onMessage(m) {
       return;
     case "subscribed": case "ack": case "pong": case "unsubscribed":
       return;
+    case "audio.started":
+      voice.open = voice.callId === m.call_id;
+      renderVoice(); return;
+    case "audio.stopped":
+      if (voice.callId === m.call_id) voice.stop();
+      renderVoice(); return;
     default:
       if (!m.call_id) return;
       apply(callState(m.call_id), m);
+      // Taking a call over opens the microphone to the caller; releasing or the end closes it.
+      if (m.type === "agent.takeover" && m.agent_id === agentId) startVoice(m.call_id);
+      if ((m.type === "agent.release" || m.type === "call.end") && voice.callId === m.call_id) {
+        voice.stop(); renderVoice();
+      }
+      if (m.type === "handoff" || m.type === "call.end" || m.type === "agent.takeover") renderQueue();
       if (m.call_id === selected) {
-        if (m.type === "transcript.partial") renderPartial(); else renderDetail();
+        if (m.type === "transcript.partial" && m.speaker !== "agent") renderPartial(); else renderDetail();
       }
   }
 }
 
 function apply(c, ev) {
   switch (ev.type) {
-    case "transcript.partial": c.partial = ev.text; break;
-    case "transcript.final":
-      c.partial = null;
-      if ((ev.text || "").trim()) c.lines.push({ who: "caller", text: ev.text, ts: ev.ts });
+    case "transcript.partial":
+      if (ev.speaker === "agent") c.agentPartial = ev.text; else c.partial = ev.text;
+      break;
+    case "transcript.final": {
+      const who = ev.speaker === "agent" ? "agent" : "caller";
+      if (who === "agent") c.agentPartial = null; else c.partial = null;
+      if ((ev.text || "").trim()) c.lines.push({ who, text: ev.text, ts: ev.ts });
+      break;
+    }
+    case "wrapup":
+      c.wrapup = ev;
+      c.lines.push({ who: "system", text: `Abschluss: ${ev.label || ev.code}${ev.note ? ` – ${ev.note}` : ""}`, ts: ev.ts });
       break;
     case "bot.utterance": c.lines.push({ who: "bot", text: ev.text, ts: ev.ts }); break;
     case "intent":
@@ -195,11 +228,13 @@ function renderList() {
     const row = el("div", "row");
     const caller = s.caller || {};
     row.append(el("span", "who", caller.name || caller.from || `Anruf ${s.call_id.slice(0, 8)}`), stateBadge(s));
-    const sub = el("div", "sub", `${clock(s.started_at)} · ${intentName((c.intent && c.intent.label) || s.intent)}`);
+    const wrap = c.wrapup ? ` · ${c.wrapup.label || c.wrapup.code}` : "";
+    const sub = el("div", "sub", `${clock(s.started_at)} · ${intentName((c.intent && c.intent.label) || s.intent)}${wrap}`);
     li.append(row, sub);
     li.addEventListener("click", () => select(s.call_id));
     list.append(li);
   }
+  renderQueue();
   if (!selected || !calls.has(selected)) {
     const first = items.find((c) => c.summary.state !== "ended") || items[0];
     if (first) select(first.summary.call_id);
@@ -229,6 +264,7 @@ function renderHead() {
   $("d-state").textContent = badge.textContent;
   $("btn-takeover").hidden = s.state !== "bot";
   $("btn-release").hidden = !(s.state === "human" && s.agent_id === agentId);
+  renderVoice();
   const urgent = c.intent && URGENT.has(c.intent.label);
   $("alert").hidden = !urgent;
   if (urgent) {
@@ -250,6 +286,33 @@ function renderDetail() {
   renderSuggestions(c);
   renderSteps(c);
   renderHandoff(c);
+  AgentDesk.renderWrapup(c, wrapupCodes, agentId);
+}
+
+function renderQueue() {
+  AgentDesk.renderQueue($("queue"), $("no-queue"), calls, intentName, select);
+}
+
+// ------------------------------------------------------------------ the agent's voice
+async function startVoice(callId) {
+  try {
+    await voice.start(callId);
+  } catch (err) {
+    voice.stop();
+    flash(`Mikrofon: ${err.message || err}`);
+  }
+  renderVoice();
+}
+
+function renderVoice() {
+  const c = calls.get(selected);
+  const mine = !!c && c.summary.state === "human" && c.summary.agent_id === agentId;
+  const live = mine && voice.open && voice.callId === selected;
+  $("btn-mic").hidden = !mine;
+  $("btn-mic").textContent = live ? "Mikrofon aus" : "Mikrofon an";
+  $("voice").hidden = !mine;
+  $("voice").textContent = live ? "Mikrofon an · Anrufer hörbar" : "Mikrofon aus";
+  $("voice").className = `pill ${live ? "pill-on" : "pill-off"}`;
 }
 
 function renderTranscript(c) {
@@ -257,9 +320,15 @@ function renderTranscript(c) {
   list.replaceChildren();
   for (const line of c.lines) {
     const li = el("li", `line line-${line.who}`);
-    if (line.who !== "system") li.append(el("span", "who", `${line.who === "bot" ? "Bot" : "Anrufer"} · ${clock(line.ts)}`));
+    if (line.who !== "system") li.append(el("span", "who", `${SPEAKERS[line.who]} · ${clock(line.ts)}`));
     li.append(el("span", "text", line.text));
-    li.dataset.testid = line.who === "caller" ? "final" : line.who;
+    li.dataset.testid = line.who === "caller" ? "final" : line.who === "agent" ? "agent-final" : line.who;
+    list.append(li);
+  }
+  if (c.agentPartial) {
+    const li = el("li", "line line-agent line-partial");
+    li.dataset.testid = "agent-partial";
+    li.append(el("span", "who", "Mitarbeiter spricht …"), el("span", "text", c.agentPartial));
     list.append(li);
   }
   renderPartial();
@@ -280,66 +349,17 @@ function renderPartial() {
   node.scrollIntoView({ block: "nearest" });
 }
 
-function renderIntent(c) {
-  const box = $("intent");
-  box.replaceChildren();
-  if (!c.intent) { box.append(el("span", "muted", "noch nicht erkannt")); return; }
-  const label = el("div", "intent-label", intentName(c.intent.label));
-  label.dataset.testid = "intent-label";
-  label.dataset.label = c.intent.label;
-  const bar = el("div", "bar");
-  const fill = el("span");
-  fill.style.width = pct(c.intent.confidence).replace(" ", "");
-  bar.append(fill);
-  const runners = el("ul", "runners");
-  for (const alt of (c.intent.alternatives || []).slice(0, 3)) {
-    runners.append(el("li", "", `${intentName(alt.label)} ${pct(alt.confidence)}`));
-  }
-  box.append(label, el("div", "muted", `Sicherheit ${pct(c.intent.confidence)}`), bar, runners);
-}
-
-function renderSlots(c) {
-  const table = $("slots");
-  table.replaceChildren();
-  const entries = Object.entries(c.slots);
-  $("no-slots").hidden = entries.length > 0;
-  for (const [key, value] of entries) {
-    const tr = el("tr");
-    tr.append(el("td", "", SLOTS[key] || key), el("td", "", value));
-    table.append(tr);
-  }
-}
-
-function renderSuggestions(c) {
-  const list = $("suggestions");
-  list.replaceChildren();
-  $("no-suggestions").hidden = c.suggestions.length > 0;
-  for (const s of c.suggestions) {
-    const li = el("li");
-    li.append(el("div", "title", s.title), el("div", "", s.answer));
-    list.append(li);
-  }
-}
-
-function renderSteps(c) {
-  const list = $("next-steps");
-  list.replaceChildren();
-  $("no-steps").hidden = c.steps.length > 0;
-  for (const step of c.steps) list.append(el("li", "", step));
-}
-
-function renderHandoff(c) {
-  $("handoff-card").hidden = !c.handoff;
-  const box = $("handoff");
-  box.replaceChildren();
-  if (!c.handoff) return;
-  const ctx = c.handoff.context || {};
-  box.append(el("div", "", `Grund: ${c.handoff.reason || "–"}`));
-  if (ctx.summary) box.append(el("p", "", ctx.summary));
-}
-
 $("btn-takeover").addEventListener("click", () => send({ type: "takeover", call_id: selected }));
 $("btn-release").addEventListener("click", () => send({ type: "release", call_id: selected }));
+$("btn-mic").addEventListener("click", () => {
+  if (voice.callId === selected) { send({ type: "audio.stop", call_id: selected }); voice.stop(); renderVoice(); }
+  else startVoice(selected);
+});
+$("wrapup-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  send({ type: "wrapup", call_id: selected, code: $("wrapup-code").value, note: $("wrapup-note").value.trim() });
+});
+setInterval(renderQueue, 1000); // waiting times tick
 
 function flash(text) {
   $("alert").hidden = false;

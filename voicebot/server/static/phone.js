@@ -5,7 +5,8 @@
 
 const $ = (id) => document.getElementById(id);
 const SUPPORTED_RATES = [8000, 16000, 22050, 24000, 44100, 48000];
-const phone = { state: "idle", events: [], callId: null, botBytes: 0 }; // window.phone: for tests and debugging
+// window.phone: for tests and debugging. A test that sets phone.tap = [] gets every received audio chunk in it.
+const phone = { state: "idle", events: [], callId: null, botBytes: 0, tap: null };
 window.phone = phone;
 
 let ws = null, ctx = null, stream = null, node = null, source = null;
@@ -120,6 +121,7 @@ function onEvent(ev) {
 function playAudio(data, rate) {
   if (!ctx) return;
   phone.botBytes += data.byteLength;
+  if (phone.tap) phone.tap.push(data.slice(0));
   const pcm = new Int16Array(data);
   const buffer = ctx.createBuffer(1, pcm.length, rate);
   const channel = buffer.getChannelData(0);
