@@ -20,12 +20,14 @@ batches of up to 4) and ``window30`` (priority, 30 s encoder window). Usage:
 
     .venv/bin/python scripts/bench_asr.py --calls 1,4 --duration 20
     .venv/bin/python scripts/bench_asr.py --batching 1,2,4,8   # engine only: does batching pay here?
+    .venv/bin/python scripts/bench_asr.py --workers 1,2 --phone --clips 6   # concurrent decode workers
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -167,12 +169,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def batching_table(transcriber: Transcriber, clips: list[np.ndarray], sizes: list[int], repeats: int = 3) -> str:
-    """Engine only: B turns decoded as one CTranslate2 batch vs one after another (wall and CPU per turn)."""
+def batching_table(transcriber: Transcriber, clips: list[np.ndarray], sizes: list[int], repeats: int = 3,
+                   beams: tuple[int, ...] = (1, 5)) -> str:
+    """Engine only: B turns decoded as one CTranslate2 batch vs one after another (wall and CPU per turn).
+
+    Decoded as finals are (the final's window, word timings); a batch shares the window of its longest turn."""
     lines = ["| beam | batch | batched wall / turn (ms) | sequential wall / turn (ms) | batched CPU / turn (ms) | "
              "sequential CPU / turn (ms) |", "|" + "---|" * 6]
     transcriber.transcribe(clips[0])  # warm-up
-    for beam in (1, 5):
+    for beam in beams:
         for b in sizes:
             turns = [clips[i % len(clips)] for i in range(b)]
             timing: dict[str, tuple[float, float]] = {}
@@ -181,15 +186,36 @@ def batching_table(transcriber: Transcriber, clips: list[np.ndarray], sizes: lis
                 for _ in range(repeats):
                     c0, w0 = _cpu(), time.perf_counter()
                     if mode == "batched":
-                        transcriber.transcribe_batch(turns, beam_size=beam, word_timestamps=beam > 1)
+                        transcriber.transcribe_batch(turns, beam_size=beam, word_timestamps=True, final=True)
                     else:
                         for t in turns:
-                            transcriber.transcribe(t, beam_size=beam, word_timestamps=beam > 1)
+                            transcriber.transcribe(t, beam_size=beam, word_timestamps=True, final=True)
                     wall += time.perf_counter() - w0
                     cpu += _cpu() - c0
                 timing[mode] = (wall / repeats / b, cpu / repeats / b)
             lines.append(f"| {beam} | {b} | {timing['batched'][0] * 1000:.0f} | {timing['sequential'][0] * 1000:.0f} | "
                          f"{timing['batched'][1] * 1000:.0f} | {timing['sequential'][1] * 1000:.0f} |")
+    return "\n".join(lines)
+
+
+def workers_table(settings: Settings, clips: list[np.ndarray], workers: list[int]) -> str:
+    """Engine only: the clips decoded as finals by W concurrent decode workers (``asr.decode_workers``,
+    ``asr.cpu_threads`` split between them): wall for all, and one final alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines = [f"| decode workers | threads each | {len(clips)} finals at once, wall s | one final alone, wall s |",
+             "|---|---|---|---|"]
+    for w in workers:
+        asr = Transcriber(replace(settings.asr, decode_workers=w), settings.models).load()
+        asr.transcribe(clips[0], final=True)  # warm-up
+        started = time.perf_counter()
+        with ThreadPoolExecutor(w) as pool:
+            list(pool.map(functools.partial(asr.transcribe, final=True), clips))
+        together = time.perf_counter() - started
+        started = time.perf_counter()
+        asr.transcribe(clips[1 % len(clips)], final=True)
+        alone = time.perf_counter() - started
+        lines.append(f"| {w} | {max(1, settings.asr.cpu_threads // w)} | {together:.2f} | {alone:.2f} |")
     return "\n".join(lines)
 
 
@@ -204,13 +230,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON rows instead of the markdown table")
     ap.add_argument("--batching", default="", metavar="SIZES",
                     help="instead: engine-only batched vs sequential decoding for these batch sizes (e.g. 1,2,4,8)")
+    ap.add_argument("--phone", action="store_true",
+                    help="with --batching: multi-sentence 3-20 s turns through the telephone channel (phone_turns.py)")
+    ap.add_argument("--beams", default="1,5", help="with --batching: beam sizes (default 1,5)")
+    ap.add_argument("--workers", default="", metavar="W",
+                    help="instead: finals decoded by W concurrent decode workers (e.g. 1,2), engine only")
     args = ap.parse_args(argv)
     settings = load_settings()
-    clips = load_clips(args.speech_dir, args.clips)
+    if args.phone:
+        sys.path.insert(0, str(REPO / "scripts"))
+        from phone_turns import build_turns
+
+        from voicebot.audio.channel import telephone_channel
+        from voicebot.audio.resample import resample
+
+        clips = []
+        for turn in build_turns(args.clips, seed=args.seed):
+            narrow, rate = telephone_channel(turn.audio, ASR_SAMPLE_RATE)
+            clips.append(resample(narrow, rate, ASR_SAMPLE_RATE))
+    else:
+        clips = load_clips(args.speech_dir, args.clips)
     transcriber = Transcriber(settings.asr, settings.models).load()
     vad_model = load_vad_model(settings)
+    if args.workers:
+        print(workers_table(settings, clips, [int(x) for x in args.workers.split(",")]))
+        return 0
     if args.batching:
-        print(batching_table(transcriber, clips, [int(x) for x in args.batching.split(",")]))
+        print(batching_table(transcriber, clips, [int(x) for x in args.batching.split(",")],
+                             beams=tuple(int(b) for b in args.beams.split(","))))
         return 0
     base_chunk = settings.asr.chunk_length
     rows = []

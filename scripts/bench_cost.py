@@ -9,11 +9,25 @@ timings), one intent per turn, the bot's answer synthesized and encoded back to 
 Each stage is timed alone with the process's CPU clock (all threads), so the table
 reads directly as cores per concurrent call.
 
-    python scripts/bench_cost.py [--turns 12] [--speech-share 0.5] [--bot-share 0.4] [--json]
+    python scripts/bench_cost.py [--turns 12] [--source clips|phone] [--speech-share 0.5] [--bot-share 0.4] [--json]
 
 ``--speech-share``: the part of a call the caller speaks; ``--bot-share``: the part the
 bot speaks. "calls per box" = cores / (CPU-s per call-second), with the ASR stages
-scaled by the speech share and TTS/encode by the bot share.
+scaled by the speech share, TTS/encode by the bot share, and the line's decoding and
+VAD by 1 (they run on every frame of an open call, speech or not).
+
+Two profiles side by side: **before** (issue 11's settings: a partial every 400 ms,
+finals with beam 5 in a 30 s window) and **now** (the settings in force: finals with
+``asr.final_beam_size`` in ``asr.final_chunk_length`` / ``asr.window_buckets``
+windows; partials at ``asr.partial_max_interval_ms``, the rate the adaptive scheduler
+falls back to when the box is full; partials are elastic, they take what is left).
+
+``server.max_calls`` is sized from the "now" column: the calls whose essential work
+(everything but partials) keeps the cores at most ``--target-utilization`` busy (0.6:
+headroom for bursts of finals, so the answer's queueing stays short):
+max_calls = floor(cores x target / CPU-s per call-s without partials).
+``--source phone``: the multi-sentence 3-20 s phone turns of ``scripts/phone_turns.py``
+instead of single sentences.
 """
 
 from __future__ import annotations
@@ -24,7 +38,9 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +67,8 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=12, help="caller turns (real clips) to replay")
     parser.add_argument("--speech-share", type=float, default=0.5)
     parser.add_argument("--bot-share", type=float, default=0.4)
+    parser.add_argument("--source", choices=("clips", "phone"), default="clips")
+    parser.add_argument("--target-utilization", type=float, default=0.6)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -60,12 +78,19 @@ def main() -> int:
     from voicebot.vad.silero import SileroVadModel
 
     settings = load_settings()
-    manifest = [json.loads(line) for line in (SHARED / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    items = sorted(manifest, key=lambda m: m["audio"])[: args.turns]
+    if args.source == "phone":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from phone_turns import build_turns
+
+        sources = [(t.audio, t.text) for t in build_turns(args.turns, seed=1)]
+    else:
+        manifest = [json.loads(line) for line in (SHARED / "manifest.jsonl").read_text().splitlines() if line.strip()]
+        items = sorted(manifest, key=lambda m: m["audio"])[: args.turns]
+        sources = [(load_for_asr(SHARED / item["audio"]), item["text"]) for item in items]
     turns = []
-    for item in items:  # the phone line: band-limited 8 kHz µ-law, as a gateway sends it
-        pcm, _ = telephone_channel(load_for_asr(SHARED / item["audio"]), 16000)
-        turns.append((mulaw_encode(pcm), item["text"]))
+    for audio, text in sources:  # the phone line: band-limited 8 kHz µ-law, as a gateway sends it
+        pcm, _ = telephone_channel(audio, 16000)
+        turns.append((mulaw_encode(pcm), text))
     speech_s = sum(len(data) / 8000 for data, _ in turns)
 
     transcriber = make_transcriber(settings).load()
@@ -89,19 +114,31 @@ def main() -> int:
             for i in range(0, len(pcm) - 512 + 1, 512):
                 detector.is_speech(pcm[i : i + 512])
 
-    step = settings.asr.partial_interval_ms * 16
     first = settings.asr.min_partial_audio_ms * 16
     window = settings.asr.chunk_length * 16000  # partials decode at most the last window of the turn
+    asr_now = settings.asr
+    asr_before = replace(settings.asr, final_beam_size=5, final_chunk_length=30, window_buckets=())
+    profiles = {"before": (asr_before, 400), "now": (asr_now, asr_now.partial_max_interval_ms or
+                                                      asr_now.partial_interval_ms)}
 
-    def partials() -> None:
-        for pcm in audio16:
-            for end in range(first, len(pcm), step):
-                transcriber.transcribe(pcm[max(0, end - window) : end], beam_size=settings.asr.beam_size, word_timestamps=False)
+    def partials(profile: str) -> Callable[[], None]:
+        def run() -> None:
+            asr, interval_ms = profiles[profile]
+            transcriber.settings = asr
+            for pcm in audio16:
+                for end in range(first, len(pcm), interval_ms * 16):
+                    transcriber.transcribe(pcm[max(0, end - window) : end], beam_size=asr.beam_size,
+                                           word_timestamps=False, final=False)
+        return run
 
     texts: list[str] = []
-    def finals() -> None:
-        for pcm in audio16:
-            texts.append(transcriber.transcribe(pcm, beam_size=settings.asr.final_beam_size).text)
+    def finals(profile: str) -> Callable[[], None]:
+        def run() -> None:
+            asr, _ = profiles[profile]
+            transcriber.settings = asr
+            for pcm in audio16:
+                texts.append(transcriber.transcribe(pcm, beam_size=asr.final_beam_size, final=True).text)
+        return run
 
     def intents() -> None:
         for text in texts:
@@ -118,32 +155,55 @@ def main() -> int:
             for i in range(0, len(pcm), 320):
                 encoder.encode(pcm[i : i + 320], synth.sample_rate)
 
-    stages = [("decode+resample", decode_resample, "speech"), ("vad", vad, "speech"), ("partials", partials, "speech"),
-              ("finals", finals, "speech"), ("intent", intents, "speech"), ("tts", tts, "bot"), ("encode", encode, "bot")]
-    rows = []
-    for name, fn, side in stages:
+    stages = [("decode+resample", decode_resample, "line", None), ("vad", vad, "line", None),
+              ("partials", partials("before"), "speech", "before"), ("partials", partials("now"), "speech", "now"),
+              ("finals", finals("before"), "speech", "before"), ("intent", intents, "speech", None),
+              ("finals", finals("now"), "speech", "now"),
+              ("tts", tts, "bot", None), ("encode", encode, "bot", None)]
+    rows: dict[str, dict[str, Any]] = {}
+    for name, fn, side, profile in stages:
         seconds = cpu(fn)
-        audio_s = speech_s if side == "speech" else sum(len(p) for p in bot) / synth.sample_rate
+        audio_s = speech_s if side != "bot" else sum(len(p) for p in bot) / synth.sample_rate
         per_second = seconds / audio_s  # CPU-s per second of the audio this stage handles
-        share = args.speech_share if side == "speech" else args.bot_share
-        rows.append({"stage": name, "cpu_s": round(seconds, 3), "per_audio_s": round(per_second, 4),
-                     "per_call_s": round(per_second * share, 4)})
-    total = sum(r["per_call_s"] for r in rows)
+        share = {"line": 1.0, "speech": args.speech_share, "bot": args.bot_share}[side]
+        row = rows.setdefault(name, {"stage": name})
+        for column in ([profile] if profile else ["before", "now"]):
+            row[column] = {"cpu_s": round(seconds, 3), "per_audio_s": round(per_second, 4),
+                           "per_call_s": round(per_second * share, 4)}
     cores = os.cpu_count() or 1
-    result = {"turns": len(turns), "speech_s": round(speech_s, 1), "cores": cores,
-              "asr": settings.asr.model, "beam": [settings.asr.beam_size, settings.asr.final_beam_size],
-              "stages": rows, "cpu_s_per_call_s": round(total, 4), "calls_per_box": round(cores / total, 1)}
+    totals = {p: sum(r[p]["per_call_s"] for r in rows.values()) for p in ("before", "now")}
+    essential = {p: totals[p] - rows["partials"][p]["per_call_s"] for p in ("before", "now")}
+    max_calls = int(cores * args.target_utilization / essential["now"])
+    result = {"turns": len(turns), "source": args.source, "speech_s": round(speech_s, 1), "cores": cores,
+              "asr": settings.asr.model,
+              "profiles": {p: {"final_beam": a.final_beam_size, "final_window": a.final_chunk_length,
+                               "window_buckets": list(a.window_buckets), "partial_interval_ms": ms}
+                           for p, (a, ms) in profiles.items()},
+              "stages": list(rows.values()), "cpu_s_per_call_s": {p: round(v, 4) for p, v in totals.items()},
+              "calls_per_box": {p: round(cores / v, 1) for p, v in totals.items()},
+              "calls_per_box_without_partials": {p: round(cores / v, 1) for p, v in essential.items()},
+              "target_utilization": args.target_utilization, "max_calls": max_calls}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{len(turns)} turns, {speech_s:.1f} s of phone-line speech; {cores} cores; "
-          f"speech share {args.speech_share}, bot share {args.bot_share}\n")
-    print("| stage | CPU s | CPU-s per audio-s | CPU-s per call-s |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['stage']} | {r['cpu_s']} | {r['per_audio_s']} | {r['per_call_s']} |")
-    print(f"| **total** | | | **{total:.4f}** |")
-    print(f"\ncalls a box of {cores} cores can hold (CPU bound): {cores / total:.1f}")
+    print(f"{len(turns)} turns ({args.source}), {speech_s:.1f} s of phone-line speech; {cores} cores; "
+          f"speech share {args.speech_share}, bot share {args.bot_share}")
+    for p, (a, ms) in profiles.items():
+        print(f"  {p}: partial every {ms} ms, finals beam {a.final_beam_size}, window >= {a.final_chunk_length} s, "
+              f"buckets {list(a.window_buckets) or 'none'}")
+    print("\n| stage | before: CPU-s per audio-s | before: CPU-s per call-s | now: CPU-s per audio-s "
+          "| now: CPU-s per call-s |")
+    print("|---|---|---|---|---|")
+    for r in rows.values():
+        print(f"| {r['stage']} | {r['before']['per_audio_s']} | {r['before']['per_call_s']} | "
+              f"{r['now']['per_audio_s']} | {r['now']['per_call_s']} |")
+    print(f"| **total** | | **{totals['before']:.4f}** | | **{totals['now']:.4f}** |")
+    print(f"| total without partials | | {essential['before']:.4f} | | {essential['now']:.4f} |")
+    print(f"\ncalls a box of {cores} cores can hold (CPU bound): before {cores / totals['before']:.1f}, "
+          f"now {cores / totals['now']:.1f} (without partials: {cores / essential['before']:.1f} / "
+          f"{cores / essential['now']:.1f})")
+    print(f"server.max_calls for this box: floor({cores} x {args.target_utilization} / {essential['now']:.4f}) "
+          f"= {max_calls}")
     return 0
 
 

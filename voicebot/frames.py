@@ -251,10 +251,27 @@ class AgentReleased:
     agent_id: str
 
 
+@dataclass(frozen=True)
+class SpeculativeFinal:
+    """The turn decoded at final quality at the caller's first pause, before the end of turn is
+    decided (``voicebot.call.speculation``). It becomes the final only if no speech follows;
+    otherwise a ``SpeculationDropped`` with the same ``seq`` throws it away. Never a wire event."""
+
+    seq: int
+    transcript: Transcript
+
+
+@dataclass(frozen=True)
+class SpeculationDropped:
+    """The caller spoke again: the speculation ``seq`` (its final, intent and held audio) is void."""
+
+    seq: int
+
+
 Frame = Union[
     AudioFrame, SpeechStarted, SpeechEnded, Transcript, Intent, BotUtterance, BotAudio, Handoff, Route, Error,
     EndOfCall, SessionStarted, VoiceActivity, UserTurn, TurnDecided, BargeIn, BotSpeechStarted, BotFirstAudio,
-    BotSpeechEnded, TurnLatency, AgentTookOver, AgentReleased,
+    BotSpeechEnded, TurnLatency, AgentTookOver, AgentReleased, SpeculativeFinal, SpeculationDropped,
 ]
 
 

@@ -51,7 +51,10 @@ class PartialDecoding:
         audio = self.endpointer.current_turn_audio()
         if len(audio) < turn.next_partial_at:
             return
-        turn.next_partial_at = len(audio) + self._interval
+        interval = self._partial_interval()
+        if interval is None:
+            return  # finals wait for the model: no partial now, ask again with the next audio
+        turn.next_partial_at = len(audio) + interval
         window = audio[turn.cut_samples :]
         # Ask for word timings once the buffer grows towards the window, so a cut is possible.
         words = len(window) > self._window // 2
@@ -61,6 +64,16 @@ class PartialDecoding:
         self._partials.add(task)
         task.add_done_callback(self._partials.discard)
         task.add_done_callback(self._notify)
+
+    def _partial_interval(self) -> int | None:
+        """Samples of audio until the next partial: the scheduler stretches ``asr.partial_interval_ms``
+        under load (``AsrScheduler.partial_interval_ms``); ``None`` while finals wait."""
+        adapt = getattr(self.scheduler, "partial_interval_ms", None)
+        if adapt is None:  # an ASR client without the adaptive rate (a remote engine)
+            return self._interval
+        base_ms = self._interval * 1000 // ASR_SAMPLE_RATE
+        ms = adapt(base_ms)
+        return None if ms is None else max(1, ms * ASR_SAMPLE_RATE // 1000)
 
     async def _partial(self, turn: _Turn, seq: int, window: np.ndarray, end_time: float, words: bool) -> None:
         prompt = None

@@ -13,7 +13,12 @@ so silence and line noise cost nothing and say nothing.
 Speculative finals: after ``asr.speculative_final_ms`` of trailing silence the
 turn is decoded at final quality right away; when the endpointer then ends the
 turn (``vad.end_silence_ms`` later) without new speech, that result is the final,
-so the end-of-turn -> final latency mostly disappears.
+so the end-of-turn -> final latency mostly disappears. With ``turn.speculate`` the
+decode starts at the first pause (``turn.speculate_after_ms``), partials stop while
+it is alive, and its result comes out at once as a ``SpeculativeFinal`` (the call
+core answers it speculatively, ``voicebot.call.speculation``); speech that resumes
+voids it with a ``SpeculationDropped``. Either way the speculative result, when
+used, IS the final: the turn is never decoded twice.
 
 Output order: events come out in stream order: ``SpeechStarted``, partials,
 ``SpeechEnded``, the final ``Transcript``. A final is awaited in the background;
@@ -33,7 +38,7 @@ Silero is far less sure of speech in the phone band.
 Nothing of a turn is lost at its edges: every turn keeps at least ``MIN_PRE_ROLL_MS`` of
 audio before the VAD onset (the detector hears speech late, most of all in the phone
 band: see ``voicebot.eval.vad_onset``) and the endpointer's post-roll after it; finals
-are decoded in Whisper's native 30 s window (``asr.final_chunk_length``); a turn longer
+are decoded in a window sized to the turn (``asr.final_chunk_length``, 30 s for short turns); a turn longer
 than ``vad.max_turn_s`` is cut by the endpointer at a pause and goes on as the next turn,
 so no word is split between two decodes. ``guard_log`` records every final the
 hallucination guards changed (the evaluation counts false blanks on real speech).
@@ -45,6 +50,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,7 +66,15 @@ from voicebot.asr.turns import Pending as Pending
 from voicebot.asr.turns import _Turn
 from voicebot.audio.resample import StreamResampler
 from voicebot.config import Settings, VadSettings
-from voicebot.frames import AudioFrame, Frame, SpeechEnded, SpeechStarted, Transcript
+from voicebot.frames import (
+    AudioFrame,
+    Frame,
+    SpeculationDropped,
+    SpeculativeFinal,
+    SpeechEnded,
+    SpeechStarted,
+    Transcript,
+)
 from voicebot.vad import Endpointer, EndpointerSettings, SileroVadModel, build_detector
 
 # The least pre-roll a turn gets. Measured (python -m voicebot.eval.vad_onset, 270 clips of
@@ -120,6 +134,10 @@ class StreamingRecognizer(PartialDecoding):
         self._closed = False
         self.buffer_cuts = 0  # rolling-buffer cuts so far (observability, tests)
         self.speculation = {"used": 0, "wasted": 0}  # early final decodes used / thrown away
+        self.wasted_seconds = 0.0  # decode seconds of speculations thrown away after they finished
+        # turn.speculate: speculate at the first pause and publish the result (SpeculativeFinal).
+        self._speculate = bool(getattr(getattr(settings, "turn", None), "speculate", False))
+        self._spec_seq = 0  # the current turn's speculation (SpeculativeFinal / SpeculationDropped seq)
         # Set when a background decode finishes: its frames are ready for ``poll()``, so a
         # caller can wait on this instead of polling on a timer.
         self.results_ready = asyncio.Event()
@@ -158,7 +176,8 @@ class StreamingRecognizer(PartialDecoding):
                 self._on_event(event)
             if not events and self.endpointer.time != analysed:
                 self._watch_silence()
-        self._maybe_partial()
+        if self._turn is None or self._turn.speculation is None or not self._speculate:
+            self._maybe_partial()  # no partials while a speculation holds the turn as it is
         return self._drain()
 
     async def poll(self) -> list[Frame]:
@@ -229,9 +248,10 @@ class StreamingRecognizer(PartialDecoding):
             # A forced cut ended the turn well before the audio the early decode covers: its text could
             # run into the next turn (duplicated words). Decode the turn as cut instead. (A little more
             # than the turn's audio is only the silence the endpointer did not keep as post-roll.)
-            early.cancel()
+            self._drop_speculation(early)
             early = None
-            self.speculation["wasted"] += 1
+            if self._speculate:
+                self._out.insert(len(self._out) - 1, SpeculationDropped(self._spec_seq))  # before SpeechEnded
         if early is not None:
             self.speculation["used"] += 1
         index = turn.index if turn is not None else self._turns
@@ -249,8 +269,12 @@ class StreamingRecognizer(PartialDecoding):
         """
         turn = self._turn
         # Not before the post-roll has been heard: the early decode must hold the same audio as the final.
+        # A speculation (turn.speculate) starts at the first pause: the trailing silence it lacks does
+        # not change what Whisper hears.
         wait_ms = self.settings.asr.speculative_final_ms
-        if wait_ms > 0:
+        if self._speculate:
+            wait_ms = int(self.settings.turn.speculate_after_ms)
+        elif wait_ms > 0:
             wait_ms = max(wait_ms, self.endpointer.settings.post_roll_ms)
         if turn is None or wait_ms <= 0 or not self.endpointer.in_speech:
             return
@@ -259,9 +283,10 @@ class StreamingRecognizer(PartialDecoding):
         if self.endpointer.last_probability >= self.endpointer.settings.effective_neg_threshold:
             turn.silence_frames = 0
             if turn.speculation is not None:
-                turn.speculation.cancel()
+                self._drop_speculation(turn.speculation)
                 turn.speculation = None
-                self.speculation["wasted"] += 1
+                if self._speculate:
+                    self._out.append(SpeculationDropped(self._spec_seq))
             return
         turn.silence_frames += 1
         if turn.speculation is None and turn.silence_frames * self._frame_ms >= wait_ms:
@@ -270,6 +295,30 @@ class StreamingRecognizer(PartialDecoding):
             turn.speculation = asyncio.create_task(
                 self.scheduler.transcribe(audio, call_id=self.call_id, final=True, offset=turn.audio_start)
             )
+            if self._speculate:
+                self._spec_seq += 1
+                self.scheduler.cancel_partials(self.call_id)  # the final-quality decode supersedes them
+                turn.speculation.add_done_callback(partial(self._speculated, turn=turn, seq=self._spec_seq))
+
+    def _drop_speculation(self, task: asyncio.Task[TranscriptionResult | None]) -> None:
+        self.speculation["wasted"] += 1
+        if task.done() and not task.cancelled() and task.exception() is None and (result := task.result()):
+            self.wasted_seconds += result.decode_seconds
+        task.cancel()  # still queued: never decoded; in flight: its result is ignored
+
+    def _speculated(self, task: asyncio.Task[TranscriptionResult | None], *, turn: _Turn, seq: int) -> None:
+        """A speculation finished: publish it while its turn is still open and it still holds."""
+        if task.cancelled() or task.exception() is not None or (result := task.result()) is None:
+            return
+        if self._turn is not turn or turn.speculation is not task:
+            return  # the turn ended (the final uses it as it is) or speech resumed (void)
+        result = self._clean(result)
+        self._out.append(SpeculativeFinal(seq, Transcript(
+            text=result.text, is_final=True, confidence=result.confidence, words=clamp_first_word(result.words),
+            start=turn.speech_start, end=turn.audio_start + turn.speculation_samples / ASR_SAMPLE_RATE,
+            committed=result.text,
+        )))
+        self.results_ready.set()
 
     async def _final(
         self, event: SpeechEnded, audio: np.ndarray, audio_start: float,

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 
 class AsrClient(Protocol):
-    """Speech recognition shared by all calls (``voicebot.asr.scheduler.AsrScheduler`` locally)."""
+    """Speech recognition shared by all calls (``voicebot.asr.scheduler.AsrScheduler`` locally).
+
+    Optionally ``partial_interval_ms(base_ms) -> int | None``: the load-adapted partial rate the
+    recognizer asks for before each partial (``None``: finals wait, no partial now); a client
+    without it gets partials at the fixed ``asr.partial_interval_ms``."""
 
     async def transcribe(
         self, audio16k: np.ndarray, *, call_id: str, final: bool, offset: float = 0.0
@@ -124,14 +128,15 @@ class EngineClients:
 
 
 class LocalEngineClients(EngineClients):
-    """Clients over the models of this process, sharing one executor (two workers: one ASR decode
-    at a time, beside an intent or a sentence of speech)."""
+    """Clients over the models of this process, sharing one executor (``asr.decode_workers`` ASR
+    decodes at a time, beside an intent or a sentence of speech)."""
 
     @classmethod
     def of(cls, engines: Engines, settings: Settings) -> LocalEngineClients:
         from voicebot.asr.scheduler import AsrScheduler
 
-        executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine")
+        # The ASR scheduler's decodes (asr.decode_workers at once) beside an intent or a sentence of speech.
+        executor = ThreadPoolExecutor(max_workers=settings.asr.decode_workers + 1, thread_name_prefix="engine")
         return cls(
             asr=AsrScheduler(engines.transcriber, settings.asr, executor=executor),
             intent=LocalIntentClient(engines.intent, executor),

@@ -4,7 +4,9 @@ Turns are handled one at a time by the stage's own task (the intent model runs o
 an engine client), so caller audio and barge-in keep flowing while the bot thinks.
 For each turn it publishes, in order: ``Intent``, ``Route``, ``Handoff`` (as the
 policy decides), ``TurnDecided`` (the turn's record), then the ``BotUtterance``
-for the speaker. The greeting is the policy's first step.
+for the speaker. The greeting is the policy's first step. A turn that a speculation
+(``voicebot.call.speculation``) already answered takes its intent and slots from it;
+the policy step is applied here, on commit, and only here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 
 from voicebot.call.bus import FrameBus
 from voicebot.call.clients import IntentClient
+from voicebot.call.speculation import SpeculationStage
 from voicebot.dialog.policy import CallPolicy, PolicyStep
 from voicebot.frames import BotUtterance, Error, TurnDecided, UserTurn
 from voicebot.nlu.slots import extract_slots
@@ -27,8 +30,10 @@ log = logging.getLogger(__name__)
 class DialogStage:
     def __init__(
         self, policy: CallPolicy, intent: IntentClient, bus: FrameBus, *, bot_active: Callable[[], bool],
+        speculation: SpeculationStage | None = None,
     ) -> None:
         self.policy = policy
+        self.speculation = speculation
         self.intent = intent
         self.bus = bus
         self.bot_active = bot_active  # False while a human has the call
@@ -66,10 +71,14 @@ class DialogStage:
     async def _handle(self, turn: UserTurn) -> None:
         transcript = turn.transcript
         text = transcript.text
+        answer = await self.speculation.take(transcript) if self.speculation is not None else None
         if not self.bot_active() or not text.strip():
             return
-        prediction = await self.intent.predict(text)
-        slots = extract_slots(text)
+        if answer is not None:
+            prediction, slots = answer.prediction, answer.slots
+        else:
+            prediction = await self.intent.predict(text)
+            slots = extract_slots(text)
         step = self.policy.on_turn(text, transcript.confidence, prediction, slots)
         decided = TurnDecided(
             caller=text, asr_confidence=round(transcript.confidence, 4), intent=prediction.label,

@@ -6,6 +6,8 @@ on the newest transcript; then ``TurnEndDecider`` (``voicebot.turn.decision``) d
 every frame whether the silence so far is enough. When it says end, the recognizer closes
 the turn at once and its final follows. The endpointer's own end of turn stays as the
 fallback (``turn.max_silence_ms``). A caller who speaks again starts a new pause.
+A speculative final (``turn.speculate``) replaces the partial as the text model's input:
+partials stop while a speculation holds the turn, and the final-quality text is the better one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from voicebot.call.bus import FrameBus
 from voicebot.call.clients import EndOfTurnClient
 from voicebot.call.recognizer import RecognizerStage
-from voicebot.frames import SpeechEnded, SpeechStarted, Transcript, VoiceActivity
+from voicebot.frames import SpeculativeFinal, SpeechEnded, SpeechStarted, Transcript, VoiceActivity
 from voicebot.turn.decision import TurnEndDecider
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class EndOfTurnStage:
         self.decisions: list[str] = []  # why each turn ended early (observability, tests)
         self.model_ms: float | None = None  # the newest Smart Turn inference, wall ms
         self._reset_pause()
-        bus.subscribe(self.on_frame, VoiceActivity, SpeechStarted, SpeechEnded, Transcript)
+        bus.subscribe(self.on_frame, VoiceActivity, SpeechStarted, SpeechEnded, Transcript, SpeculativeFinal)
 
     def _reset_pause(self) -> None:
         self._asked = False
@@ -54,6 +56,10 @@ class EndOfTurnStage:
             self._cancel()
         elif isinstance(frame, Transcript) and not frame.is_final:
             self.text = frame.text
+        elif isinstance(frame, SpeculativeFinal) and self.in_turn:
+            self.text = frame.transcript.text
+            if self._asked:  # the models were asked on the partial: ask the text model again
+                self._text_prob = self.models.text_complete(self.text)
         elif isinstance(frame, VoiceActivity) and self.in_turn:
             await self._on_voice(frame)
 

@@ -38,8 +38,11 @@ AudioSink = Callable[[BotAudio], Awaitable[None]]
 class SpeakerStage:
     def __init__(
         self, player_factory: Callable[[AudioSink], TtsPlayer], bargein: BargeInController, bus: FrameBus,
-        send_audio: AudioSink, *, bot_active: Callable[[], bool],
+        send_audio: AudioSink, *, bot_active: Callable[[], bool], voice_threshold: Callable[[], float] | None = None,
     ) -> None:
+        """``voice_threshold``: the caller VAD's speech threshold now (the recognizer's; lower on a phone
+        line, where Silero is far less sure of speech): the early pause uses the same bar."""
+        self.voice_threshold = voice_threshold
         self.player = player_factory(self._on_audio)
         self.bargein = bargein
         self.bus = bus
@@ -58,8 +61,8 @@ class SpeakerStage:
 
     # ------------------------------------------------------------------ speaking
     async def _on_utterance(self, utterance: BotUtterance) -> None:
-        if not utterance.text:
-            return
+        if not utterance.text or not self.bot_active():
+            return  # a turn decided just before an agent took over must not talk over the agent
         await self.stop()
         self._task = asyncio.create_task(self._play(utterance.text), name=f"speak-{self.bus.call_id}")
         self._task.add_done_callback(self._played)
@@ -96,6 +99,8 @@ class SpeakerStage:
         bargein = self.bargein
         if isinstance(frame, VoiceActivity):
             self._now = frame.t
+            if self.voice_threshold is not None:
+                bargein.voice_threshold = self.voice_threshold()
             if self.player.speaking and self.bot_active():
                 await self._act(bargein.on_voice(frame.t, frame.probability))  # the early pause
             await self._act(bargein.tick(frame.t))

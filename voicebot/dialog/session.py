@@ -32,6 +32,7 @@ from voicebot.call.latency import LatencyObserver
 from voicebot.call.recognizer import RecognizerStage
 from voicebot.call.record import CallRecord, RecordObserver
 from voicebot.call.speaker import SpeakerStage
+from voicebot.call.speculation import PrimedSpeech, SpeculationStage
 from voicebot.call.turns import TurnTaker
 from voicebot.config import Settings
 from voicebot.dialog.domain import Domain
@@ -82,18 +83,38 @@ class CallSession:
         self.end_of_turn = (EndOfTurnStage(self.bus, self.recognizer_stage, clients.end_of_turn,
                                            TurnEndDecider(settings.turn))
                             if clients.end_of_turn is not None else None)
-        player = partial(TtsPlayer, clients.speech, out_rate, frame_ms=settings.tts.frame_ms, realtime=realtime,
+        # The player synthesizes through PrimedSpeech: a speculative answer's first sentence is held there.
+        self.speech = PrimedSpeech(clients.speech)
+        player = partial(TtsPlayer, self.speech, out_rate, frame_ms=settings.tts.frame_ms, realtime=realtime,
                          lead_ms=settings.tts.playback_lead_ms)
         self.speaker = SpeakerStage(player, BargeInController(settings.tts.backchannel_max_ms), self.bus,
-                                    send_audio, bot_active=self._bot_active)
+                                    send_audio, bot_active=self._bot_active,
+                                    voice_threshold=lambda: self.recognizer.endpointer.settings.threshold)
         self.turns = TurnTaker(self.bus, settings.vad.max_turn_s, caller_speaking=lambda: self.recognizer.in_speech)
-        self.dialog = DialogStage(self.policy, clients.intent, self.bus, bot_active=self._bot_active)
+        self.speculation = (SpeculationStage(self.policy, clients.intent, self.speech, self.bus,
+                                             can_speculate=self._can_speculate)
+                            if settings.turn.speculate else None)
+        self.dialog = DialogStage(self.policy, clients.intent, self.bus, bot_active=self._bot_active,
+                                  speculation=self.speculation)
         self.latency = LatencyObserver(self.bus)
         self._record = RecordObserver(self.bus)
         self.events = EventObserver(self.bus, call_id, emit, self.latency)
 
     def _bot_active(self) -> bool:
         return self.state == "bot"
+
+    def _log_speculation(self) -> None:
+        """One line per call: how many speculations were used and what the discarded ones cost."""
+        assert self.speculation is not None
+        st, asr = self.speculation.stats, self.recognizer.speculation
+        log.info("call %s: speculation turns=%d answered=%d committed=%d discarded=%d discarded_s=%.3f "
+                 "asr_used=%d asr_wasted=%d asr_wasted_s=%.3f", self.call_id, len(self.record.turns), st.started,
+                 st.committed, st.discarded, st.discarded_seconds, asr["used"], asr["wasted"],
+                 self.recognizer.wasted_seconds)
+
+    def _can_speculate(self) -> bool:
+        """A speculative answer could be this turn's: the bot has the call, nothing else is pending."""
+        return self._bot_active() and not self.turns.busy and not self.dialog.busy
 
     @property
     def record(self) -> CallRecord:
@@ -152,6 +173,9 @@ class CallSession:
             return
         self.state = "ended"
         await self.speaker.aclose()
+        if self.speculation is not None:
+            await self.speculation.aclose()
+            self._log_speculation()
         if self.end_of_turn is not None:
             await self.end_of_turn.aclose()
         await self.dialog.aclose()

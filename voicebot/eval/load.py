@@ -28,6 +28,7 @@ import random
 import re
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -239,18 +240,22 @@ async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.R
     stats.calls_completed += 1
 
 
+_RUN_ID = uuid.uuid4().hex[:8]
+
+
 async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, start_delay: float,
                   encoding: str, sample_rate: int, frame_ms: int, seed: int) -> CallerStats:
     import websockets
 
     stats = CallerStats()
+    run_id = _RUN_ID  # call ids are never reused on a server: one nonce per benchmark process
     rng = random.Random(seed * 1000 + index)  # each caller its own, repeatable choice of clips and pauses
     await asyncio.sleep(start_delay)
     attempt = 0
     while time.perf_counter() < deadline - 1.0:
         attempt += 1
         try:
-            await _one_call(url, f"load-{index}-{attempt}", clips, rng, deadline, encoding, sample_rate, frame_ms,
+            await _one_call(url, f"load-{run_id}-{index}-{attempt}", clips, rng, deadline, encoding, sample_rate, frame_ms,
                             stats)
         except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
             stats.calls_dropped += 1

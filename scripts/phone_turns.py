@@ -1,0 +1,113 @@
+"""Multi-sentence caller turns for the telephone benchmarks (bench_load, bench_asr_window).
+
+A turn is 1-4 real German sentences from ``../shared/data/speech-de-more`` joined with
+0.3-0.8 s pauses, 3-20 s long, speech from the first sample to the last (each sentence
+trimmed to its speech and levelled, ``voicebot.eval.asr_cases.trimmed``), with line hiss
+under the whole turn. The last sample of a turn is its last voiced sample, so a caller
+that measures from the end of the clip measures from the caller's last voiced frame.
+
+    python scripts/phone_turns.py OUT_DIR [--n 40] [--seed 5] [--noise-dbfs -45]
+
+writes OUT_DIR/manifest.jsonl + wav files (16 kHz; the benchmarks put them through the
+telephone channel, 8 kHz µ-law, themselves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from voicebot.eval.asr_cases import RATE, SourceClip, line_noise, load_sources, trimmed  # noqa: E402
+
+MIN_TURN_S = 3.0
+MAX_TURN_S = 20.0
+PAUSE_S = (0.3, 0.8)
+
+
+@dataclass(frozen=True)
+class PhoneTurn:
+    name: str
+    text: str
+    audio: np.ndarray = field(repr=False)  # 16 kHz int16, speech at both ends
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / RATE
+
+
+def build_turns(n: int, *, seed: int = 5, noise_dbfs: float | None = -45.0,
+                sources: list[SourceClip] | None = None) -> list[PhoneTurn]:
+    """``n`` turns whose lengths spread over 3-20 s (target lengths drawn uniformly)."""
+    rng = random.Random(seed)
+    clips = sources if sources is not None else load_sources(sets=("speech-de-more",))
+    cache: dict[Path, np.ndarray] = {}
+    turns = []
+    for i in range(n):
+        target = rng.uniform(MIN_TURN_S, MAX_TURN_S)
+        pieces: list[np.ndarray] = []
+        texts: list[str] = []
+        length = 0.0
+        for clip in rng.sample(clips, len(clips)):
+            if clip.path not in cache:
+                cache[clip.path] = trimmed(clip, margin_s=0.0)
+            speech = cache[clip.path]
+            pause = rng.uniform(*PAUSE_S) if pieces else 0.0
+            if pieces and length + pause + len(speech) / RATE > MAX_TURN_S:
+                continue
+            if pieces:
+                pieces.append(np.zeros(int(pause * RATE), dtype=np.int16))
+            pieces.append(speech)
+            texts.append(clip.text)
+            length += pause + len(speech) / RATE
+            if length >= target or len(texts) == 4:
+                break
+        audio = np.concatenate(pieces)
+        if noise_dbfs is not None:  # the line hiss runs under the whole turn
+            noise = line_noise(len(audio) / RATE + 0.01, dbfs=noise_dbfs, seed=seed * 1000 + i)[: len(audio)]
+            audio = np.clip(audio.astype(np.int32) + noise, -32768, 32767).astype(np.int16)
+        turns.append(PhoneTurn(f"turn{i:03d}", " ".join(texts), audio))
+    return turns
+
+
+def write_turns(out_dir: Path, turns: list[PhoneTurn]) -> Path:
+    """Wav files + a manifest in the shared sets' format (``audio``, ``text``, ``seconds``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for turn in turns:
+        path = out_dir / f"{turn.name}.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes(turn.audio.astype("<i2").tobytes())
+        rows.append({"audio": path.name, "text": turn.text, "seconds": round(turn.seconds, 3)})
+    manifest = out_dir / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return manifest
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--noise-dbfs", type=float, default=-45.0)
+    args = ap.parse_args()
+    turns = build_turns(args.n, seed=args.seed, noise_dbfs=args.noise_dbfs)
+    print(write_turns(args.out, turns))
+    secs = [t.seconds for t in turns]
+    print(f"{len(turns)} turns, {min(secs):.1f}-{max(secs):.1f} s, mean {np.mean(secs):.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
