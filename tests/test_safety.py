@@ -15,6 +15,7 @@ from voicebot.nlu.intent import CALIBRATION_FILE, load_intent_classifier
 from voicebot.nlu.safety import (
     cologne_phonetic,
     escalation_curve,
+    fit_ood_gate,
     fit_operating_points,
     fuzzy_phrase_match,
     within_one_edit,
@@ -51,6 +52,25 @@ def test_operating_point_weighs_a_miss_against_false_escalations() -> None:
                              thresholds={k: p.threshold for k, p in points.items()})
     assert curve[0]["recall"] == 1.0 and curve[0]["false_escalation_rate"] == 0.0
     assert curve[1]["recall"] < 1.0  # every threshold at 1.0 or more: only the keyword line escalates
+
+
+def test_ood_gate_silences_runners_up_only_where_no_safety_line_needs_one() -> None:
+    probs = np.array([
+        [0.30, 0.05, 0.02, 0.03, 0.60],  # notfall, heard as nonsense: only its runner-up score catches it
+        [0.70, 0.10, 0.05, 0.05, 0.10],  # notfall, a clear top-1: never gated
+        [0.10, 0.05, 0.02, 0.03, 0.80],  # nonsense with a notfall runner-up above its threshold
+        [0.02, 0.90, 0.02, 0.03, 0.03],  # rechnung
+        [0.01, 0.01, 0.90, 0.04, 0.04],  # seelsorge
+        [0.01, 0.01, 0.04, 0.90, 0.04],  # mitarbeiter
+    ])
+    gold = ["notfall", "notfall", "sonstiges", "rechnung", "seelsorge", "mitarbeiter"]
+    thresholds = {"notfall": 0.08, "seelsorge": 0.5, "mitarbeiter": 0.5}
+    gate = fit_ood_gate(probs, gold, LABELS, thresholds)
+    assert 0.6 < gate <= 0.8  # above the weak notfall line's 0.60, so the 0.80 nonsense line is gated
+    curve = escalation_curve(probs, gold, LABELS, scales=(1.0,), thresholds=thresholds, ood_gate=gate)
+    assert curve[0]["recall"] == 1.0 and curve[0]["false_escalation_rate"] == 0.0
+    # A keyword hit needs no score, so it does not hold the gate up: the floor applies.
+    assert fit_ood_gate(probs, gold, LABELS, thresholds, keyword_hits=[True] + [False] * 5) == 0.5
 
 
 def test_cologne_phonetics_and_edit_distance() -> None:

@@ -27,7 +27,8 @@ def safety_escalation(
     """``(safety label or None, trigger, matched phrase)`` for one caller turn.
 
     Triggers: ``intent`` (the safety top-1 passes its operating point),
-    ``score`` (a lower-ranked safety intent passes its operating point),
+    ``score`` (a lower-ranked safety intent passes its operating point, unless
+    ``sonstiges`` reaches the prediction's ``safety_ood_gate``),
     ``keyword`` (the exact net, then the fuzzy one). The operating points come
     with the prediction (``safety_thresholds``, from the classifier's
     calibration); a prediction without them (made without a trained
@@ -40,9 +41,12 @@ def safety_escalation(
     found: dict[str, tuple[str, str]] = {}
     if prediction is not None:
         thresholds = dict(prediction.safety_thresholds)
+        # A confident out-of-domain top-1 silences safety runners-up (nonsense, line checks); never a safety top-1.
+        gated = prediction.probability("sonstiges") >= prediction.safety_ood_gate
         for label in safety:
             p = prediction.probability(label)
             passes = p >= thresholds.get(label, 1.0) if thresholds else prediction.label == label
+            passes = passes and (prediction.label == label or not gated)
             if passes and (not midcall or p >= domain.policy.safety_midcall):
                 found[label] = ("intent" if prediction.label == label else "score", "")
     keyword = safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text)

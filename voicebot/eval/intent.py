@@ -225,7 +225,9 @@ def evaluate_intent(
         "model_false_escalation_rate": model_safety["false_escalation_rate"],
         "escalation_triggers": triggers,
         "safety_thresholds": thresholds,
-        "safety_curve": escalation_curve(probs, gold, labels, keyword_hits, thresholds=thresholds)
+        "safety_ood_gate": predictions[0].safety_ood_gate if predictions else 1.01,
+        "safety_curve": escalation_curve(probs, gold, labels, keyword_hits, thresholds=thresholds,
+                                         ood_gate=predictions[0].safety_ood_gate)
         if probs is not None and thresholds else [],
         "escalated": sum(e is not None for e in policy_escalated),
         "confident_intent_rate": sum(confident) / len(confident) if confident else 0.0,
@@ -273,7 +275,9 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append(f"{label:16} " + " ".join(f"{v:4d}" if v else "   ." for v in row))
     if result.get("safety_curve"):
         points = ", ".join(f"{k} {v:.3f}" for k, v in result["safety_thresholds"].items())
-        lines += ["", f"safety escalation curve (operating points x scale; scale 1 = {points}; keywords always):"]
+        gate = result.get("safety_ood_gate", 1.01)
+        lines += ["", f"safety escalation curve (operating points x scale; scale 1 = {points}; keywords always"
+                  + (f"; runners-up gated at sonstiges >= {gate:.3f}" if gate <= 1.0 else "") + "):"]
         for point in result["safety_curve"]:
             lines.append(f"  x{point['scale']:<5} recall {point['recall']:.3f}  "
                          f"false escalations {point['false_escalation_rate']:.3f}")

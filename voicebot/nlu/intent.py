@@ -68,6 +68,9 @@ class IntentPrediction:
     # Each safety intent's operating point from the classifier's calibration (empty without
     # one); the policy escalates a safety intent whose probability reaches it.
     safety_thresholds: tuple[tuple[str, float], ...] = ()
+    # The out-of-domain gate from the same calibration (``voicebot.nlu.safety.fit_ood_gate``): where
+    # ``sonstiges`` has at least this probability a safety runner-up does not escalate (1.01: never gated).
+    safety_ood_gate: float = 1.01
 
     def probability(self, label: str) -> float:
         for name, p in self.ranking:
@@ -287,11 +290,12 @@ class IntentClassifier:
             return []
         probs = self.probabilities(texts)
         safety = tuple((str(k), float(v)) for k, v in self.calibration.extra.get("safety_thresholds", {}).items())
+        gate = float(self.calibration.extra.get("safety_ood_gate", 1.01))
         predictions = []
         for row in probs:
             p = IntentPrediction.from_probabilities(self.labels, row, model=self.name)
             predictions.append(
-                IntentPrediction(p.label, p.confidence, p.ranking, p.margin, self.decide(p), self.name, safety)
+                IntentPrediction(p.label, p.confidence, p.ranking, p.margin, self.decide(p), self.name, safety, gate)
             )
         return predictions
 

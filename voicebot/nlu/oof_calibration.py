@@ -19,23 +19,24 @@ OOF_FILE = "oof.npz"  # the held-out predictions calibration was fitted on
 def safety_calibration(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str],
                        keyword_hits: Sequence[bool] | None, typed: Sequence[bool] | None = None) -> dict[str, Any]:
     """The safety operating points (recall 1.0 out of fold) and their curve, for ``calibration.extra``."""
-    from voicebot.nlu.safety import SAFETY_LABELS, escalation_curve, fit_operating_points
+    from voicebot.nlu.safety import SAFETY_LABELS, escalation_curve, fit_ood_gate, fit_operating_points
 
     if not set(SAFETY_LABELS) <= set(labels):
         return {}
     points = fit_operating_points(probs, gold, labels, keyword_hits)
     thresholds = {label: point.threshold for label, point in points.items()}
-    curve = escalation_curve(probs, gold, labels, keyword_hits, thresholds=thresholds)
+    gate = fit_ood_gate(probs, gold, labels, thresholds, keyword_hits)
+    curve = escalation_curve(probs, gold, labels, keyword_hits, thresholds=thresholds, ood_gate=gate)
     if typed is not None:  # the same curve on the typed and on the recognized lines
         for name, mask in (("typed", np.asarray(typed, dtype=bool)), ("asr", ~np.asarray(typed, dtype=bool))):
             if mask.any():
                 part = escalation_curve(probs[mask], np.asarray(gold)[mask], labels,
                                         None if keyword_hits is None else np.asarray(keyword_hits)[mask],
-                                        thresholds=thresholds)
+                                        thresholds=thresholds, ood_gate=gate)
                 for point, sub in zip(curve, part, strict=True):
                     point.update({f"{name}_recall": sub["recall"],
                                   f"{name}_false_escalation_rate": sub["false_escalation_rate"]})
-    return {"safety_thresholds": thresholds,
+    return {"safety_thresholds": thresholds, "safety_ood_gate": gate,
             "safety_operating_points": {label: asdict(point) for label, point in points.items()},
             "safety_curve_oof": curve}
 

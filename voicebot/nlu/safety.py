@@ -99,6 +99,41 @@ def fit_operating_points(
     return points
 
 
+def fit_ood_gate(
+    probs: np.ndarray,
+    gold: Sequence[str],
+    labels: Sequence[str],
+    thresholds: dict[str, float],
+    keyword_hits: Sequence[bool] | None = None,
+    ood_label: str = "sonstiges",
+    floor: float = 0.5,
+) -> float:
+    """The out-of-domain probability at and above which a safety *runner-up* does not escalate.
+
+    Nonsense and line checks ("hören Sie mich?") land on ``ood_label`` with a
+    confident top-1 and a small safety runner-up that would pass its operating
+    point. The gate is the lowest value (not below ``floor``) that costs no
+    held-out safety line: above the out-of-domain probability of every safety
+    line that only a runner-up score escalates. A safety top-1 and the keyword
+    net are never gated. 1.0 or more: no line may be gated.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    if ood_label not in index:
+        return 1.01
+    gold_arr = np.asarray(gold)
+    hits = np.zeros(len(gold_arr), dtype=bool) if keyword_hits is None else np.asarray(keyword_hits, dtype=bool)
+    top = probs.argmax(axis=1)
+    by_top = np.zeros(len(gold_arr), dtype=bool)
+    by_runner = np.zeros(len(gold_arr), dtype=bool)
+    for label, t in thresholds.items():
+        passes = probs[:, index[label]] >= t
+        by_top |= passes & (top == index[label])
+        by_runner |= passes & (top != index[label])
+    needed = np.isin(gold_arr, list(thresholds)) & by_runner & ~by_top & ~hits
+    highest = float(probs[needed, index[ood_label]].max()) if needed.any() else 0.0
+    return round(max(floor, highest + 1e-4), 6)
+
+
 def escalation_curve(
     probs: np.ndarray,
     gold: Sequence[str],
@@ -107,20 +142,31 @@ def escalation_curve(
     scales: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
     thresholds: dict[str, float] | None = None,
     safety_labels: Sequence[str] = SAFETY_LABELS,
+    ood_gate: float | None = None,
+    ood_label: str = "sonstiges",
 ) -> list[dict[str, float]]:
     """Safety recall and false-escalation rate with every threshold scaled by each of ``scales``.
 
     Scale 1.0 is the operating point; a line counts as recalled when it is
-    escalated as any safety intent (each reaches a human at once).
+    escalated as any safety intent (each reaches a human at once). With
+    ``ood_gate`` a safety runner-up does not escalate where ``ood_label`` has
+    at least that probability (``fit_ood_gate``).
     """
     gold_arr = np.asarray(gold)
     hits = np.zeros(len(gold_arr), dtype=bool) if keyword_hits is None else np.asarray(keyword_hits, dtype=bool)
     safety = np.isin(gold_arr, list(safety_labels))
     base = thresholds or {s: 0.1 for s in safety_labels}
+    index = {label: i for i, label in enumerate(labels)}
+    gated = np.zeros(len(gold_arr), dtype=bool)
+    if ood_gate is not None and ood_label in index:
+        gated = probs[:, index[ood_label]] >= ood_gate
+    top = probs.argmax(axis=1)
     curve = []
     for scale in scales:
         scaled = {s: min(1.0, t * scale) for s, t in base.items()}
-        escalated = escalated_by_scores(probs, labels, scaled).any(axis=1) | hits
+        passes = escalated_by_scores(probs, labels, scaled)
+        is_top = np.stack([top == index[s] for s in scaled], axis=1)
+        escalated = (passes & (is_top | ~gated[:, None])).any(axis=1) | hits
         curve.append({
             "scale": float(scale),
             "recall": float(escalated[safety].mean()) if safety.any() else 1.0,
