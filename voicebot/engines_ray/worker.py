@@ -9,7 +9,6 @@ needs the text encoder in the worker too. ASR, intent and TTS (the heavy models)
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,16 +41,10 @@ class RayEngines:
 
         Raises ``RayUnavailableError`` (one line) when the cluster or the app is missing.
         """
-        from voicebot.nlu.encoder import TextEncoder
-        from voicebot.vad.silero import SileroVadModel
+        from voicebot.engines import LoadTimer, WorkerModels
 
         timings: dict[str, float] = {}
-
-        def timed(name: str, build: Any) -> Any:
-            started = time.perf_counter()
-            value = build()
-            timings[name] = time.perf_counter() - started
-            return value
+        timed = LoadTimer(timings)
 
         def reach() -> tuple[Any, Any, Any, int]:
             cluster.connect(settings)
@@ -61,23 +54,10 @@ class RayEngines:
             return asr, intent, speech, rate
 
         asr, intent, speech, rate = timed("ray", reach)
-        vad_model = None
-        if settings.vad.detector == "silero":
-            path = settings.models.dir / "silero-vad" / "silero_vad_v6.onnx"
-            vad_model = timed("vad", lambda: SileroVadModel(path if path.is_file() else None).load())
-        encoder = timed("encoder", lambda: TextEncoder(settings.nlu, settings.models).load()) if with_encoder else None
-        smart_turn, text_turn = None, None
-        if settings.turn.detector != "silence":
-            from voicebot.turn.text_eou import TextTurnModel
-
-            text_turn = timed("turn-text", lambda: TextTurnModel.load(settings.models.dir))
-        if settings.turn.detector == "smart+text":
-            from voicebot.turn.smart_turn import SmartTurnModel
-
-            smart_turn = timed("turn-audio", lambda: SmartTurnModel.from_settings(
-                settings.models, settings.turn.smart_turn_threads).load())
+        local = WorkerModels.load(settings, timed, with_encoder=with_encoder)
         log.info("ray engines: %s", ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-        return cls(settings, asr, intent, speech, rate, vad_model, encoder, smart_turn, text_turn, timings)
+        return cls(settings, asr, intent, speech, rate, local.vad_model, local.encoder, local.smart_turn,
+                   local.text_turn, timings)
 
     def clients(self) -> RayEngineClients:
         from voicebot.engines_ray.clients import RayEngineClients
