@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from phone_turns import build_turns, write_turns  # noqa: E402
+from phone_turns import provision_turns  # noqa: E402
 
 from voicebot.eval.load import load_clips  # noqa: E402
 from voicebot.eval.serverproc import ServerProcess  # noqa: E402
@@ -127,9 +127,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--after", type=float, default=1.0, help="seconds of greeting before the caller speaks")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    turn_dir = REPO / "eval" / "audio" / "phone-turns-s1-n40"
-    if not (turn_dir / "manifest.jsonl").is_file():
-        write_turns(turn_dir, build_turns(40, seed=1))
+    turn_dir = provision_turns(40, seed=1)
     speech = [c.payload[: int(RATE * 2.0)] for c in load_clips(turn_dir, encoding="mulaw", sample_rate=RATE)]
     plan = [("speech", speech[i % len(speech)]) for i in range(args.trials)]
     plan += [(f"backchannel:{t}", p) for t, p in zip(BACKCHANNELS, backchannel_payloads(), strict=True)]

@@ -41,13 +41,11 @@ SPEECH_MORE = REPO.parent / "shared" / "data" / "speech-de-more"
 def caller_clips(turns: int, seed: int) -> tuple[list[Any], str]:
     """Telephone callers' turns (phone mode if it exists here, else speech-de-more via the channel)."""
     try:
-        from phone_turns import build_turns, write_turns
+        from phone_turns import provision_turns
     except ImportError:
         return (load_mod.load_clips(SPEECH_MORE, encoding="mulaw", sample_rate=8000),
                 "speech-de-more clips, telephone channel")
-    turn_dir = REPO / "eval" / "audio" / f"phone-turns-s{seed}-n{turns}"
-    if not (turn_dir / "manifest.jsonl").is_file():
-        write_turns(turn_dir, build_turns(turns, seed=seed))
+    turn_dir = provision_turns(turns, seed=seed)
     return load_mod.load_clips(turn_dir, encoding="mulaw", sample_rate=8000), "phone turns (scripts/phone_turns.py)"
 
 

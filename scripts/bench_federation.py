@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +27,9 @@ from pydantic import BaseModel
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench_pg import pct as _pct  # noqa: E402
+from bench_pg import project_postgres  # noqa: E402
 
 from voicebot.config import Settings  # noqa: E402
 from voicebot.protocol.events import TranscriptPartialEvent  # noqa: E402
@@ -100,11 +101,6 @@ async def _row(url: str, calls: int, rate: float, seconds: float, tag: str) -> t
     return own, extra, len(sent) - len(other.at)
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", default="8,32", help="concurrent calls on worker A, one row each")
@@ -112,25 +108,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each row")
     ap.add_argument("--url", default="", help="a PostgreSQL URL (default: start one with scripts/postgres.sh)")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="voicebot-bench-"))
-    tmp.chmod(0o755)
-    url = args.url
-    if not url:
-        out = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "start", str(tmp / "pg")],
-                             capture_output=True, text=True, check=True)
-        url = out.stdout.strip().splitlines()[-1].removeprefix("url ")
-    try:
+    with project_postgres(args.url) as url:
         print("| calls | events | owner's agent ms p50 | p95 | p99 | other worker's agent +ms p50 | p95 | p99 | lost |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for calls in (int(c) for c in args.calls.split(",")):
             own, extra, lost = asyncio.run(_row(url, calls, args.rate, args.seconds, f"{calls}-{time.time_ns()}"))
             print(f"| {calls} | {len(own)} | {_pct(own, .5):.1f} | {_pct(own, .95):.1f} | {_pct(own, .99):.1f} | "
                   f"{_pct(extra, .5):.1f} | {_pct(extra, .95):.1f} | {_pct(extra, .99):.1f} | {lost} |", flush=True)
-    finally:
-        if not args.url:
-            subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "stop", str(tmp / "pg")],
-                           capture_output=True, text=True)
-        subprocess.run(["rm", "-rf", str(tmp)])
     return 0
 
 

@@ -59,7 +59,7 @@ def _refused(problems: dict[str, int]) -> int:
 
 
 def run_phone(argv: list[str]) -> int:
-    from phone_turns import build_turns, write_turns
+    from phone_turns import provision_turns
 
     from voicebot.eval.load import load_clips, run_load
     from voicebot.eval.serverproc import ServerProcess
@@ -77,9 +77,7 @@ def run_phone(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=OUT / "bench-load-phone.json")
     args = ap.parse_args(argv)
 
-    turn_dir = REPO / "eval" / "audio" / f"phone-turns-s{args.seed}-n{args.turns}"
-    if not (turn_dir / "manifest.jsonl").is_file():
-        write_turns(turn_dir, build_turns(args.turns, seed=args.seed, noise_dbfs=args.noise_dbfs))
+    turn_dir = provision_turns(args.turns, seed=args.seed, noise_dbfs=args.noise_dbfs)
     clips = load_clips(turn_dir, encoding="mulaw", sample_rate=8000)
     env = dict(kv.split("=", 1) for kv in args.env)
     if args.max_calls is not None:

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from phone_turns import build_turns, write_turns  # noqa: E402
+from phone_turns import provision_turns  # noqa: E402
 
 from voicebot.eval.load import load_clips  # noqa: E402
 from voicebot.eval.serverproc import ServerProcess  # noqa: E402
@@ -149,9 +149,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra server settings, all modes")
     ap.add_argument("--out", type=Path, default=REPO / "eval" / "reports" / "bench-speculation.json")
     args = ap.parse_args(argv)
-    turn_dir = REPO / "eval" / "audio" / f"phone-turns-s{args.seed}-n{args.turns}"
-    if not (turn_dir / "manifest.jsonl").is_file():
-        write_turns(turn_dir, build_turns(args.turns, seed=args.seed, noise_dbfs=args.noise_dbfs))
+    turn_dir = provision_turns(args.turns, seed=args.seed, noise_dbfs=args.noise_dbfs)
     clips = load_clips(turn_dir, encoding="mulaw", sample_rate=8000)
     extra = dict(kv.split("=", 1) for kv in args.env)
     modes = {name: {**MODES[name], **extra} for name in args.modes.split(",")}

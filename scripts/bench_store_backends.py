@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,14 +26,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_pg import pct as _pct  # noqa: E402
+from bench_pg import project_postgres  # noqa: E402
+
 from voicebot.config import StoreSettings  # noqa: E402 - after the path set-up for a plain checkout
 from voicebot.store.base import CallStoreBackend  # noqa: E402
 from voicebot.store.factory import open_store  # noqa: E402
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def _call(store: CallStoreBackend, call_id: str, rate: float, seconds: float, wait_ms: list[float]) -> None:
@@ -78,14 +75,8 @@ def main() -> int:
     ap.add_argument("--burst", type=int, default=10000, help="events in the burst row (0: none)")
     ap.add_argument("--url", default="", help="a PostgreSQL URL (default: start one with scripts/postgres.sh)")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="voicebot-bench-"))
-    tmp.chmod(0o755)
-    url = args.url
-    if not url:
-        out = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "start", str(tmp / "pg")],
-                             capture_output=True, text=True, check=True)
-        url = out.stdout.strip().splitlines()[-1].removeprefix("url ")
-    try:
+    with tempfile.TemporaryDirectory(prefix="voicebot-bench-") as folder, project_postgres(args.url) as url:
+        tmp = Path(folder)  # the SQLite files
         print("| backend | workers | calls | events | commit wait ms p50 | p95 | p99 | burst events/s |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for backend in ("sqlite", "postgres"):
@@ -102,11 +93,6 @@ def main() -> int:
                 finally:
                     for s in stores:
                         s.close()
-    finally:
-        if not args.url:
-            subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh"), "stop", str(tmp / "pg")],
-                           capture_output=True, text=True)
-        subprocess.run(["rm", "-rf", str(tmp)])
     return 0
 
 

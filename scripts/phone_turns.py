@@ -95,6 +95,15 @@ def write_turns(out_dir: Path, turns: list[PhoneTurn]) -> Path:
     return manifest
 
 
+def provision_turns(n: int, *, seed: int, noise_dbfs: float = -45.0) -> Path:
+    """The folder of ``n`` phone turns for ``seed`` under eval/audio/ (git-ignored), built once and reused."""
+    noise = "" if noise_dbfs == -45.0 else f"-noise{noise_dbfs:g}"  # the benchmarks' default hiss keeps its old name
+    out_dir = Path(__file__).resolve().parents[1] / "eval" / "audio" / f"phone-turns-s{seed}-n{n}{noise}"
+    if not (out_dir / "manifest.jsonl").is_file():
+        write_turns(out_dir, build_turns(n, seed=seed, noise_dbfs=noise_dbfs))
+    return out_dir
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
