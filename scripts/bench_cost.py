@@ -5,7 +5,11 @@ Replays the work one call does on real German speech through the telephone chann
 (8 kHz µ-law): caller audio decoded and resampled, Silero VAD, the partial decodes the
 streaming recognizer makes (every ``asr.partial_interval_ms`` of speech, on the growing
 turn, greedy, no word timings), one final per turn (``asr.final_beam_size``, word
-timings), one intent per turn, the bot's answer synthesized and encoded back to µ-law.
+timings), one intent per turn, Smart Turn at each pause of a turn, the agents'
+knowledge-base suggestions (two e5 queries per turn), the bot's answer synthesized and
+encoded back to µ-law. Not in it: the call core's own per-frame work on the event loop
+(frame bus, endpointer, outbox, websocket framing), which ``scripts/profile_server.py``
+measures on a live server.
 Each stage is timed alone with the process's CPU clock (all threads), so the table
 reads directly as cores per concurrent call.
 
@@ -17,7 +21,8 @@ scaled by the speech share, TTS/encode by the bot share, and the line's decoding
 VAD by 1 (they run on every frame of an open call, speech or not).
 
 Two profiles side by side: **before** (issue 11's settings: a partial every 400 ms,
-finals with beam 5 in a 30 s window) and **now** (the settings in force: finals with
+finals with beam 5 in a 30 s window, e5 with torch at ``nlu.threads``) and **now** (the settings in force:
+e5 at ``nlu.serve_threads``, finals with
 ``asr.final_beam_size`` in ``asr.final_chunk_length`` / ``asr.window_buckets``
 windows; partials at ``asr.partial_max_interval_ms``, the rate the adaptive scheduler
 falls back to when the box is full; partials are elastic, they take what is left).
@@ -73,8 +78,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from voicebot.asr.factory import make_transcriber
+    from voicebot.assist.kb import KnowledgeBase
+    from voicebot.dialog.domain import load_domain
+    from voicebot.nlu.encoder import TextEncoder
     from voicebot.nlu.intent import load_intent_classifier
     from voicebot.tts import make_synthesizer
+    from voicebot.turn.smart_turn import SmartTurnModel
     from voicebot.vad.silero import SileroVadModel
 
     settings = load_settings()
@@ -140,9 +149,45 @@ def main() -> int:
                 texts.append(transcriber.transcribe(pcm, beam_size=asr.final_beam_size, final=True).text)
         return run
 
-    def intents() -> None:
-        for text in texts:
-            intent.predict(text)
+    def torch_threads(profile: str) -> None:
+        """e5 (intent, suggestions) before: torch at ``nlu.threads``; now: ``nlu.serve_threads`` (engines.py)."""
+        import torch
+
+        torch.set_num_threads(settings.nlu.threads if profile == "before" else settings.nlu.serve_threads)
+
+    def intents(profile: str) -> Callable[[], None]:
+        def run() -> None:
+            torch_threads(profile)
+            for text in texts:
+                intent.predict(text)
+        return run
+
+    # Smart Turn at every pause of a turn (the sentence gaps) and at its end; on the last 8 s of the turn so far.
+    smart = (SmartTurnModel.from_settings(settings.models, settings.turn.smart_turn_threads).load()
+             if settings.turn.detector == "smart+text" else None)
+
+    def end_of_turn() -> None:
+        if smart is None:
+            return
+        for (_, text), pcm in zip(turns, audio16, strict=True):
+            pauses = max(1, sum(text.count(c) for c in ".?!"))
+            for k in range(1, pauses + 1):
+                smart.predict(pcm[: len(pcm) * k // pauses])
+
+    # The agents' knowledge-base suggestions: an e5 query per final and again per intent (server/hub.py),
+    # whether or not an agent watches the call.
+    kb = KnowledgeBase.from_domain(load_domain(settings.dialog.domain),
+                                   TextEncoder(settings.nlu, settings.models).load())
+
+    kb.suggest("Hallo")  # warm-up, as for the other models
+
+    def suggestions(profile: str) -> Callable[[], None]:
+        def run() -> None:
+            torch_threads(profile)
+            for text in texts:
+                kb.suggest(text)
+                kb.suggest(text, "rechnung")
+        return run
 
     bot: list[np.ndarray] = []
     def tts() -> None:
@@ -157,8 +202,10 @@ def main() -> int:
 
     stages = [("decode+resample", decode_resample, "line", None), ("vad", vad, "line", None),
               ("partials", partials("before"), "speech", "before"), ("partials", partials("now"), "speech", "now"),
-              ("finals", finals("before"), "speech", "before"), ("intent", intents, "speech", None),
-              ("finals", finals("now"), "speech", "now"),
+              ("finals", finals("before"), "speech", "before"), ("intent", intents("before"), "speech", "before"),
+              ("finals", finals("now"), "speech", "now"), ("intent", intents("now"), "speech", "now"),
+              ("end of turn", end_of_turn, "speech", None), ("suggestions", suggestions("before"), "speech", "before"),
+              ("suggestions", suggestions("now"), "speech", "now"),
               ("tts", tts, "bot", None), ("encode", encode, "bot", None)]
     rows: dict[str, dict[str, Any]] = {}
     for name, fn, side, profile in stages:

@@ -19,15 +19,25 @@ calls the server refused as full (HTTP 503, ``server.max_calls``) counted apart 
 dropped ones:
 
     .venv/bin/python scripts/bench_load.py --phone --calls 1,16,32 --duration 90 [--max-calls 16]
+
+Side by side in one run (levels interleaved, so the machine's load falls on every server alike):
+``--before-tree DIR`` also runs the server of another checkout (e.g. ``git archive HEAD | tar -x -C DIR``)
+with this venv and models; ``--variant LABEL:KEY=VALUE[,KEY=VALUE]`` (repeatable) this checkout's
+server with other VOICEBOT_* settings:
+
+    nice -n 5 .venv/bin/python scripts/bench_load.py --phone --calls 1,16 --duration 60 \
+        --before-tree /tmp/before --variant nice0:VOICEBOT_ASR__DECODE_NICE=0
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +63,18 @@ def run(argv: list[str]) -> int:
     return main(["bench", "load", *args])
 
 
-def _refused(problems: dict[str, int]) -> int:
-    """Connection attempts the server turned away as full (HTTP 503 on the upgrade)."""
-    return sum(n for text, n in problems.items() if "503" in text)
+@contextlib.contextmanager
+def _cwd(path: Path | None) -> Iterator[None]:
+    """Start the child server from ``path``: ``python -m`` imports the package of its working directory."""
+    if path is None:
+        yield
+        return
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def run_phone(argv: list[str]) -> int:
@@ -75,6 +94,10 @@ def run_phone(argv: list[str]) -> int:
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra VOICEBOT_* settings for the server (repeatable)")
     ap.add_argument("--out", type=Path, default=OUT / "bench-load-phone.json")
+    ap.add_argument("--before-tree", type=Path, default=None,
+                    help="also run the server of this checkout (same venv and models), side by side")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
+                    help="also run this checkout's server with these settings (repeatable)")
     args = ap.parse_args(argv)
 
     turn_dir = provision_turns(args.turns, seed=args.seed, noise_dbfs=args.noise_dbfs)
@@ -82,26 +105,37 @@ def run_phone(argv: list[str]) -> int:
     env = dict(kv.split("=", 1) for kv in args.env)
     if args.max_calls is not None:
         env["VOICEBOT_SERVER__MAX_CALLS"] = str(args.max_calls)
+    servers: list[tuple[str, Path | None, dict[str, str]]] = []
+    if args.before_tree is not None:
+        models = os.environ.get("VOICEBOT_MODELS_DIR", str(REPO / "models" / "store"))
+        servers.append(("before", args.before_tree.resolve(), {**env, "VOICEBOT_MODELS_DIR": models}))
+    servers.append(("this", None, env))
+    for spec in args.variant:
+        label, _, settings = spec.partition(":")
+        servers.append((label, None, {**env, **dict(kv.split("=", 1) for kv in settings.split(",") if kv)}))
     levels = [int(x) for x in args.calls.split(",")]
     runs: dict[str, Any] = {}
     for n in levels:
-        # A fresh server (and store) per level: the load client's call ids repeat from level to level,
-        # and a store never takes a call id twice.
-        print(f"bench load --phone: starting `voicebot serve` for {n} calls ...", file=sys.stderr, flush=True)
-        with ServerProcess(env=env) as server:
-            before = os.getloadavg()
-            print(f"bench load --phone: {n} calls for {args.duration:.0f} s (load avg {before[0]:.1f})",
-                  file=sys.stderr, flush=True)
-            r = asyncio.run(run_load(server.url, n, args.duration, clips, server_pid=server.pid, encoding="mulaw",
-                                     sample_rate=8000, seed=args.seed))
-            r["load_avg_1m"] = [round(before[0], 2), round(os.getloadavg()[0], 2)]
-            r["refused"] = _refused(r["problem_counts"])
-            runs[str(n)] = r
+        for label, tree, server_env in servers:
+            # A fresh server (and store) per level and server: the machine's load falls on all alike.
+            key = str(n) if len(servers) == 1 else f"{n} {label}"
+            print(f"bench load --phone: starting `voicebot serve` ({label}) for {n} calls ...", file=sys.stderr,
+                  flush=True)
+            with _cwd(tree), ServerProcess(env=server_env) as server:
+                before = os.getloadavg()
+                print(f"bench load --phone: {n} calls for {args.duration:.0f} s (load avg {before[0]:.1f})",
+                      file=sys.stderr, flush=True)
+                r = asyncio.run(run_load(server.url, n, args.duration, clips, server_pid=server.pid,
+                                         encoding="mulaw", sample_rate=8000, seed=args.seed))
+                r["load_avg_1m"] = [round(before[0], 2), round(os.getloadavg()[0], 2)]
+                r["server_label"] = label
+                runs[key] = r
     secs = [c.seconds for c in clips]
     config = {"channel": "telephone", "encoding": "mulaw", "sample_rate": 8000, "duration_s": args.duration,
               "turns": len(clips),
               "turn_s": [round(min(secs), 1), round(sum(secs) / len(secs), 1), round(max(secs), 1)],
-              "noise_dbfs": args.noise_dbfs, "server_env": env, "cores": os.cpu_count()}
+              "noise_dbfs": args.noise_dbfs, "server_env": env, "cores": os.cpu_count(),
+              "servers": {label: {"tree": str(tree or REPO), "env": e} for label, tree, e in servers}}
     result = {"kind": "load", "config": config, "by_calls": runs}
     OUT.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -113,17 +147,21 @@ def phone_table(result: dict[str, Any]) -> str:
     def f(x: float | None) -> str:
         return "–" if x is None else f"{x:.0f}"
 
-    head = ("| offered calls | calls done | refused (503) | dropped | errored | turns (unanswered) | "
+    head = ("| offered calls | calls done | refused (full) | dropped | errored | turns (unanswered) | "
             "voice→voice p50 / p95 / p99 ms | final p50 / p95 ms | partial lag p50 / p95 ms | "
-            "server CPU % mean | client late p95 ms | load avg 1m before → after |")
+            "server: endpoint / asr / intent / tts p50 ms | server CPU % mean | client late p95 ms | "
+            "load avg 1m before → after |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for n, r in result["by_calls"].items():
         v, fin, lag = r["voice_to_voice_ms"], r["final_latency_ms"], r["partial_lag_ms"]
-        dropped = r["dropped_calls"] - r["refused"]
+        sp = r.get("server_spans_ms", {})
+        spans = " / ".join(f((sp.get(k) or {}).get("p50")) for k in ("endpoint_ms", "asr_ms", "intent_ms",
+                                                                     "tts_first_audio_ms"))
         lines.append(
-            f"| {n} | {r['completed_calls']} | {r['refused']} | {dropped} | {r['errored_calls']} | "
+            f"| {n} | {r['completed_calls']} | {r.get('refused_calls', 0)} | {r['dropped_calls']} | "
+            f"{r['errored_calls']} | "
             f"{r['turns']} ({r['unanswered_turns']}) | {f(v['p50'])} / {f(v['p95'])} / {f(v['p99'])} | "
-            f"{f(fin['p50'])} / {f(fin['p95'])} | {f(lag['p50'])} / {f(lag['p95'])} | "
+            f"{f(fin['p50'])} / {f(fin['p95'])} | {f(lag['p50'])} / {f(lag['p95'])} | {spans} | "
             f"{f(r['server']['cpu_percent']['mean'])} | {f(r['client_late_ms']['p95'])} | "
             f"{r['load_avg_1m'][0]} → {r['load_avg_1m'][1]} |")
     c = result["config"]

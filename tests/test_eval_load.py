@@ -74,3 +74,31 @@ def test_short_real_load_run(settings, speech_dir: Path, tmp_path: Path) -> None
     assert level["voice_to_voice_ms"]["n"] >= 1 and level["voice_to_voice_ms"]["p50"] > 0
     assert level["server"]["cpu_percent"]["n"] > 0 and level["server"]["rss_mb"]["max"] > 50
     assert "| 1 |" in run.stdout
+
+
+def test_a_full_server_is_a_refusal_not_a_drop() -> None:
+    """HTTP 503 on the upgrade, a ``busy`` error, a close 1013: the caller was refused, the call not dropped."""
+    from websockets.datastructures import Headers
+    from websockets.exceptions import ConnectionClosedError, InvalidStatus
+    from websockets.frames import Close
+    from websockets.http11 import Response
+
+    from voicebot.eval.load import _is_refusal
+
+    stats = CallerStats()
+    line = _Line(8000, 1)
+    line.on_event({"type": "error", "code": "busy", "message": "all 13 lines are busy"}, 1.0, stats)
+    assert line.refused and not line.error and not stats.problems
+    assert _is_refusal(InvalidStatus(Response(503, "Service Unavailable", Headers())))
+    assert _is_refusal(ConnectionClosedError(Close(1013, "try again later"), None))
+    assert not _is_refusal(ConnectionClosedError(Close(1011, "internal error"), None))
+    assert not _is_refusal(TimeoutError())
+
+
+def test_the_servers_own_turn_breakdown_is_kept() -> None:
+    stats = CallerStats()
+    line = _Line(8000, 1)
+    line.on_event({"type": "latency", "endpoint_ms": 210.0, "asr_ms": 900.5, "intent_ms": -1,
+                   "tts_first_audio_ms": 40.0, "voice_to_voice_ms": 1200.0}, 5.0, stats)
+    assert stats.spans["endpoint_ms"] == [210.0] and stats.spans["asr_ms"] == [900.5]
+    assert stats.spans["intent_ms"] == [] and stats.spans["eot_model_ms"] == []  # -1 / absent: not measured

@@ -176,3 +176,75 @@ async def test_finals_are_decoded_greedily_while_others_wait() -> None:
     # Final 1 had final 2 behind it: greedy ("partial" beam); final 2 was alone: full beam.
     assert engine.order == [("final", 0), ("partial", 1), ("final", 2)]
     assert stats["finals_hurried"] == 1
+
+
+class CountingGatedEngine(GatedEngine):
+    """``GatedEngine`` whose every decode waits for ``gate``; ``started`` counts decodes begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Semaphore(0)
+
+    def transcribe(self, audio, *, beam_size=None, word_timestamps=True, initial_prompt=None, offset=0.0):
+        self.started.release()
+        return super().transcribe(audio, beam_size=beam_size, word_timestamps=word_timestamps,
+                                  initial_prompt=initial_prompt, offset=offset)
+
+
+async def test_partials_leave_one_worker_free_for_finals() -> None:
+    engine = CountingGatedEngine()
+    loop = asyncio.get_running_loop()
+    async with AsrScheduler(engine, workers=2) as scheduler:
+        pa = asyncio.create_task(scheduler.transcribe(AUDIO, call_id="a", final=False, offset=1))
+        assert await loop.run_in_executor(None, engine.started.acquire, True, 5)
+        pb = asyncio.create_task(scheduler.transcribe(AUDIO, call_id="b", final=False, offset=2))
+        for _ in range(5):
+            await asyncio.sleep(0)  # let an idle worker pick it up, if it would
+        stats = scheduler.stats()
+        assert stats["in_flight"] == 1 and stats["queued_partials"] == 1  # b's partial waits: one worker stays free
+        fc = asyncio.create_task(scheduler.transcribe(AUDIO, call_id="c", final=True, offset=3))
+        assert await loop.run_in_executor(None, engine.started.acquire, True, 5)  # the final starts at once
+        assert scheduler.stats()["in_flight"] == 2
+        engine.gate.set()
+        results = await asyncio.gather(pa, pb, fc)
+    assert [r.text for r in results] == ["tag 1", "tag 2", "tag 3"]
+    assert engine.order == [("partial", 1), ("final", 3), ("partial", 2)]
+
+
+async def test_a_chosen_window_reaches_engines_that_take_it() -> None:
+    class WindowEngine(GatedEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate.set()
+            self.windows: list[int | None] = []
+
+        def transcribe(self, audio, *, beam_size=None, word_timestamps=True, initial_prompt=None, offset=0.0,
+                       final=False, window_s=None):
+            self.windows.append(window_s)
+            return super().transcribe(audio, beam_size=beam_size, word_timestamps=word_timestamps,
+                                      initial_prompt=initial_prompt, offset=offset)
+
+    engine = WindowEngine()
+    async with AsrScheduler(engine) as scheduler:
+        await scheduler.transcribe(AUDIO, call_id="a", final=True, window_s=15, speculative=True)
+        await scheduler.transcribe(AUDIO, call_id="a", final=True)
+    assert engine.windows == [15, None]
+
+
+async def test_promote_requeues_a_calls_segment_decodes_of_different_lengths() -> None:
+    """Pause-segmented finals queue several speculative decodes per call (audio of different lengths):
+    promoting them must not compare audio arrays (a dataclass __eq__ raised on unequal shapes)."""
+    engine = GatedEngine()
+    async with AsrScheduler(engine) as scheduler:
+        first = await _block_worker(scheduler, engine)
+        a1 = asyncio.create_task(scheduler.transcribe(AUDIO, call_id="a", final=True, offset=1, speculative=True))
+        a2 = asyncio.create_task(scheduler.transcribe(np.zeros(12000, dtype=np.int16), call_id="a", final=True,
+                                                      offset=2, speculative=True))
+        b3 = asyncio.create_task(scheduler.transcribe(AUDIO[:4000], call_id="b", final=True, offset=3))
+        while scheduler.stats()["queue_depth"] < 3:
+            await asyncio.sleep(0)
+        scheduler.promote("a")
+        engine.gate.set()
+        results = await asyncio.gather(first, a1, a2, b3)
+    assert [r.text for r in results] == ["tag 0", "tag 1", "tag 2", "tag 3"]
+    assert [tag for _kind, tag in engine.order] == [0, 3, 1, 2]  # b's confirmed final first, then a's in order

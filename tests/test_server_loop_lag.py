@@ -50,3 +50,31 @@ def test_a_stalled_server_sheds_audio_instead_of_dropping_the_caller(tmp_path: P
     assert not [e for e in events if e["type"] == "error"], [e for e in events if e["type"] == "error"]
     assert server.runtime.loop_lag.lagged_since(0.0) >= 2.0  # the stall was seen as the server's own
 
+
+
+def test_metrics_show_where_the_engines_time_goes(tmp_path: Path) -> None:
+    """/metrics exposes the loop lag, the engine pools' jobs by kind and the ASR scheduler's queue."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with LiveServer(fake_settings(tmp_path)) as server, connect(server.ws_url("/v1/call")) as ws:
+        ws.send(json.dumps({"type": "start", "encoding": "pcm_s16le", "sample_rate": 16000, "call_id": "metrics"}))
+        audio = 0
+        while audio < 5:  # the greeting's speech was synthesized on the light-model pool
+            if isinstance(ws.recv(timeout=10), bytes):
+                audio += 1
+        # The loop-lag ticker wakes every 50 ms; bot audio paced in real time (after the playback lead)
+        # is the clock here: scrape again after more audio until the ticker has been observed.
+        for _ in range(100):
+            text = urllib.request.urlopen(server.http_url("/metrics"), timeout=10).read().decode()
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for family in text_string_to_metric_families(text) for s in family.samples}
+            if samples.get(("voicebot_loop_lag_seconds_count", ()), 0) >= 1:
+                break
+            while not isinstance(ws.recv(timeout=10), bytes):
+                pass
+    assert samples[("voicebot_pool_jobs_total", (("kind", "tts"), ("pool", "engine-light")))] >= 1
+    assert samples[("voicebot_loop_lag_seconds_count", ())] >= 1
+    assert ("voicebot_asr_scheduler", (("name", "queue_depth"),)) in samples
+    assert ("voicebot_asr_request_seconds", (("kind", "final"), ("stat", "served"))) in samples

@@ -4,6 +4,7 @@ it carries go on undisturbed; once a line is free, the next call is taken."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,25 @@ def test_a_full_server_refuses_the_upgrade_with_503(server: LiveServer, path: st
     # The line is free again: the next caller gets through.
     with connect(server.ws_url("/v1/call")) as second:
         assert _start(second, "line-2")["type"] == "call.started"
+
+
+def test_an_upgraded_socket_holds_the_line_until_it_starts_or_leaves(server: LiveServer) -> None:
+    """Two callers racing for the last line are told apart at the upgrade (503), never by a ``busy``
+    error after it: a socket holds its line from the upgrade; one that leaves without a call frees it."""
+    with connect(server.ws_url("/v1/call")) as first:  # upgraded, no "start" yet
+        with pytest.raises(InvalidStatus) as refused:
+            connect(server.ws_url("/v1/call"), open_timeout=10).close()
+        assert refused.value.response.status_code == 503
+        assert _start(first, "held-1")["type"] == "call.started"
+        first.send(json.dumps({"type": "stop"}))
+        while True:
+            message = first.recv(timeout=10)
+            if isinstance(message, str) and json.loads(message)["type"] == "call.end":
+                break
+    with connect(server.ws_url("/v1/call")):
+        pass  # leaves without a call
+    deadline = time.monotonic() + 10
+    while server.runtime.reserved_lines and time.monotonic() < deadline:
+        time.sleep(0.01)  # the server notices the close on its own loop
+    with connect(server.ws_url("/v1/call")) as again:  # the line it held is free again
+        assert _start(again, "held-2")["type"] == "call.started"

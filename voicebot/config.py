@@ -91,6 +91,17 @@ class AsrSettings:
     decode_workers: Positive = 2
     partial_cpu_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.35
     partial_max_interval_ms: NonNegative = 4000
+    # Pause-segmented finals (voicebot.asr.segments, docs/SEGMENTED_FINALS.md): each part of a turn that ends in a
+    # pause of at least this (ms) is decoded at final quality while the caller goes on; at the end of the turn only
+    # the tail since the last cut is decoded. 0 = decode the whole turn at its end. Measured on 14 phone turns
+    # (scripts/bench_segments.py): 300 ms gave WER 0.483 vs 0.472 whole, 0.75x the CPU, ~0.6x end of turn -> final.
+    segment_pause_ms: NonNegative = 300
+    # A part shorter than this (s) is not kept as a segment: decoded alone, a short "Ja." or one digit loses
+    # Whisper's context (telephone scenarios: "Ja. Genau." came back at confidence 0.19 and was re-asked).
+    segment_min_s: Annotated[float, Field(ge=0)] = 2.0
+    # Nice increment for the CTranslate2 decode threads (Linux): the event loop (caller audio, VAD, end of turn)
+    # and the light models (Smart Turn, intent, TTS) go first, decodes take the rest of the cores. 0 = off.
+    decode_nice: Annotated[int, Field(ge=0, le=19)] = 5
 
 
 @dataclass(frozen=True)
@@ -117,8 +128,17 @@ class TtsSettings:
     length_scale: float = 1.0
     frame_ms: Positive = 20
     backchannel_max_ms: int = 600  # caller speech shorter than this during playback is a backchannel
-    # Bot audio may leave this far ahead of real time, so a gateway's jitter buffer never runs dry.
-    playback_lead_ms: Annotated[int, Field(ge=0)] = 0
+    # Bot audio may leave this far ahead of real time, so a gateway's jitter buffer never runs dry
+    # (loop stalls while Pico holds the GIL). A barge-in pause drops it at the caller (native
+    # "paused", Twilio "clear") and the player sends it again on resume.
+    playback_lead_ms: Annotated[int, Field(ge=0)] = 200
+    # Barge-in: caller voice this long (0: one VAD frame at the threshold) pauses the bot at once;
+    # not confirmed as a turn within bargein_confirm_ms, the bot resumes.
+    bargein_onset_ms: Annotated[int, Field(ge=0)] = 0
+    bargein_confirm_ms: Annotated[int, Field(gt=0)] = 400
+    # Pico in a child process: in-process its synthesis holds the GIL (120-180 ms loop stalls on a
+    # loaded machine, scripts/bench_playback.py); false runs it in-process.
+    pico_process: bool = True
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,11 @@ class NluSettings:
     train_max_length: int = 64
     train_seed: int = 13
     calibration_share: float = 0.2  # fine-tuning only: share of train held out for calibration
+    # torch intra-op threads once a server (or `voicebot call`) has loaded its models: e5 runs once a turn for
+    # the intent and twice for the agents' suggestions. With 2 threads on 2 busy cores one pass costs ~8x the
+    # CPU (0.41 vs 0.05 CPU-s, OpenMP waiting for the other core) and ~9x the wall time. `threads` stays
+    # the training setting.
+    serve_threads: Positive = 1
 
 
 @dataclass(frozen=True)

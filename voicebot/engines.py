@@ -70,7 +70,19 @@ class WorkerModels:
 
             models.smart_turn = timed("turn-audio", lambda: SmartTurnModel.from_settings(
                 settings.models, settings.turn.smart_turn_threads).load())
+        serve_threads(settings)
         return models
+
+
+def serve_threads(settings: Settings) -> None:
+    """torch's intra-op threads for serving (``nlu.serve_threads``), set after every model has loaded:
+    loading the intent model sets the training figure (``nlu.threads``), and the setting is process-wide."""
+    import sys
+
+    if "torch" in sys.modules and settings.nlu.device != "cuda":
+        import torch
+
+        torch.set_num_threads(settings.nlu.serve_threads)
 
 
 @dataclass
@@ -90,15 +102,24 @@ class Engines:
     def load(cls, settings: Settings, *, with_encoder: bool = True) -> Engines:
         """Load every engine. Raises ModelNotProvisionedError with a one-line hint if a model is missing."""
         from voicebot.asr.factory import make_transcriber
+        from voicebot.call.pools import native_thread_named, renice_threads
         from voicebot.nlu.intent import load_intent_classifier
         from voicebot.tts import make_synthesizer
 
         timings: dict[str, float] = {}
         timed = LoadTimer(timings)
-        transcriber = timed("asr", lambda: make_transcriber(settings).load())
-        synthesizer = timed("tts", lambda: make_synthesizer(settings.tts, settings.models).load())
-        intent = timed("intent", lambda: load_intent_classifier(settings))
-        local = WorkerModels.load(settings, timed, with_encoder=with_encoder)
+        # Threads a model starts at load (CTranslate2's workers) inherit the loading thread's name:
+        # per-thread CPU (/proc/<pid>/task, top -H, scripts/profile_server.py) then says whose they are.
+        with native_thread_named("asr-ct2"):
+            transcriber = timed("asr", lambda: make_transcriber(settings).load())
+        # Decodes yield the cores to the event loop and the light models (asr.decode_nice).
+        reniced = renice_threads("asr-ct2", settings.asr.decode_nice) if settings.asr.device == "cpu" else 0
+        if reniced:
+            log.info("asr: %d decode threads at nice +%d", reniced, settings.asr.decode_nice)
+        with native_thread_named("models"):
+            synthesizer = timed("tts", lambda: make_synthesizer(settings.tts, settings.models).load())
+            intent = timed("intent", lambda: load_intent_classifier(settings))
+            local = WorkerModels.load(settings, timed, with_encoder=with_encoder)
         vad_model, encoder, smart_turn, text_turn = local.vad_model, local.encoder, local.smart_turn, local.text_turn
         log.info("engines loaded: %s", ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
         return cls(

@@ -1,7 +1,8 @@
 """One model, many calls: the ASR scheduler.
 
 Every call's decode requests go through one ``AsrScheduler``, which owns the
-loaded ``Transcriber`` and runs it in a single worker thread (the event loop
+loaded ``Transcriber`` and decides what is decoded next; its ``DecodePool``
+(``voicebot.asr.decode_pool``) runs the decodes in worker threads (the event loop
 never blocks). Policy, in order of importance:
 
 * **finals first**: an end-of-turn transcript is what the dialog waits for, so
@@ -15,6 +16,9 @@ never blocks). Policy, in order of importance:
 * **the partial rate adapts to load** (``partial_interval_ms``, asked by each call's
   recognizer before a partial; ``voicebot.asr.partial_rate``); while a final waits, no
   call starts a partial at all. The live transcript coarsens before the answer is late;
+* **a worker stays free for finals**: with several calls making partials, partials never
+  take the last idle decode worker, so a final starts at once instead of waiting out a
+  partial decode;
 * **finals degrade under load**: while other finals wait, a final is decoded
   greedily (``asr.beam_size``) instead of with ``asr.final_beam_size``
   (``adaptive_beam``); beam 5 costs ~1.6x the CPU of greedy here;
@@ -31,46 +35,23 @@ never blocks). Policy, in order of importance:
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from voicebot.asr.decode_pool import BatchTranscriber, DecodePool
+from voicebot.asr.decode_pool import DecodeRequest as _Request
 from voicebot.asr.partial_rate import ACTIVE_PARTIAL_S, adaptive_interval_ms
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult
 from voicebot.config import AsrSettings
 
-log = logging.getLogger(__name__)
+__all__ = ["AsrScheduler", "BatchTranscriber"]
 LATENCY_WINDOW = 2000  # recent requests kept per kind for the latency percentiles
-COST_SMOOTHING = 0.3  # weight of the newest decode in the running mean decode time per kind
-
-
-class BatchTranscriber(Protocol):
-    """What the scheduler needs from an engine (``Transcriber`` or a test fake)."""
-
-    def transcribe(
-        self, audio: np.ndarray, *, beam_size: int | None = None, word_timestamps: bool = True,
-        initial_prompt: str | None = None, offset: float = 0.0,
-    ) -> TranscriptionResult: ...
-
-
-@dataclass
-class _Request:
-    audio: np.ndarray
-    call_id: str
-    final: bool
-    offset: float
-    initial_prompt: str | None
-    word_timestamps: bool
-    enqueued: float
-    future: asyncio.Future[TranscriptionResult | None] = field(repr=False)
-    speculative: bool = False  # a final decoded at a pause, before the turn is known to be over
 
 
 @dataclass
@@ -80,6 +61,7 @@ class _KindStats:
     replaced: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     waits: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    decodes: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
 class AsrScheduler:
@@ -119,57 +101,31 @@ class AsrScheduler:
         self._clock = clock
         self._finals: deque[_Request] = deque()
         self._partials: OrderedDict[str, _Request] = OrderedDict()
-        self._wakeup: asyncio.Event | None = None
-        self._worker_tasks: list[asyncio.Task[None]] = []
-        self._shared_executor = executor
-        self._executor: Executor | None = executor
+        self._pool = DecodePool(transcriber, self.settings, workers=self.workers, clock=clock, executor=executor)
         self._stats = {"final": _KindStats(), "partial": _KindStats()}
-        self._busy_seconds = 0.0
         self._audio_seconds = 0.0
-        self._batches = 0
-        self._batched_items = 0
         self._started_at: float | None = None
-        self._in_flight = 0
-        self._hurried = 0  # finals decoded greedily because others were waiting
-        # Running mean wall seconds of one decode per kind (None until measured), and when each
-        # call last asked for a partial: the adaptive partial rate is sized from these.
-        self._cost: dict[str, float | None] = {"final": None, "partial": None}
+        # When each call last asked for a partial: the adaptive partial rate is sized from these
+        # and from the pool's measured decode time of a partial.
         self._partial_calls: dict[str, float] = {}
         self._skipped_partials = 0  # partials a recognizer did not ask for because finals waited
-        # Engines that size a final's window themselves take ``final=`` (test fakes may not).
-        self._final_kw = _takes_final(getattr(transcriber, "transcribe", None))
-        self._final_kw_batch = _takes_final(getattr(transcriber, "transcribe_batch", None))
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> AsrScheduler:
-        if not self._worker_tasks:
-            self._wakeup = asyncio.Event()
-            if self._shared_executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="asr")
+        if not self._pool.running:
             self._started_at = self._clock()
-            self._worker_tasks = [asyncio.create_task(self._run(), name=f"asr-scheduler-{i}")
-                                  for i in range(self.workers)]
+            self._pool.start(self._next_batch, self._hurry, self._served)
         return self
 
     async def aclose(self) -> None:
-        """Stop the worker; requests still queued resolve to ``None``."""
-        for task in self._worker_tasks:
-            task.cancel()
-        for task in self._worker_tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        self._worker_tasks = []
+        """Stop the workers; requests still queued resolve to ``None``."""
+        await self._pool.aclose()
         for req in [*self._finals, *self._partials.values()]:
             if not req.future.done():
                 req.future.set_result(None)
         self._finals.clear()
         self._partials.clear()
-        if self._executor is not None and self._shared_executor is None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
 
     async def __aenter__(self) -> AsrScheduler:
         return await self.start()
@@ -189,6 +145,7 @@ class AsrScheduler:
         initial_prompt: str | None = None,
         word_timestamps: bool | None = None,
         speculative: bool = False,
+        window_s: int | None = None,
     ) -> TranscriptionResult | None:
         """Decode one turn (``final``) or the turn so far (partial).
 
@@ -196,17 +153,20 @@ class AsrScheduler:
         pause); it waits behind every confirmed final but before any partial, until
         ``promote(call_id)`` says its turn is over.
 
+        ``window_s``: the encoder window to decode in (engines that take it; e.g. a segment of a
+        turn after a cut gets a window sized to itself, not the short whole turn's 30 s one).
+
         Finals are decoded with ``asr.final_beam_size`` and word timings, partials
         greedily and (unless ``word_timestamps`` asks for them) without timings.
         Returns ``None`` for a partial that was dropped (replaced by a newer one of
         the same call, or too old by the time the model was free).
         """
-        if not self._worker_tasks or self._wakeup is None:
+        if not self._pool.running:
             raise RuntimeError("AsrScheduler.start() has not been awaited")
         loop = asyncio.get_running_loop()
         words = word_timestamps if word_timestamps is not None else (final or self.partial_word_timestamps)
         req = _Request(audio16k, call_id, final, offset, initial_prompt, words, self._clock(), loop.create_future(),
-                       speculative=final and speculative and self.prioritize)
+                       speculative=final and speculative and self.prioritize, window_s=window_s)
         if not self.prioritize:
             self._finals.append(req)  # FIFO mode: one queue for everything
         elif final:
@@ -219,7 +179,7 @@ class AsrScheduler:
             # Assigning to an existing key keeps the call's place in the queue (fairness).
             self._partials[call_id] = req
             self._partial_calls[call_id] = req.enqueued
-        self._wakeup.set()
+        self._pool.wake()
         return await req.future
 
     def _queue_final(self, req: _Request) -> None:
@@ -260,7 +220,7 @@ class AsrScheduler:
         if self.queued_finals > 0:
             self._skipped_partials += 1
             return None
-        cost = self._cost["partial"]
+        cost = self._pool.cost["partial"]
         if cost is None:
             return base_ms
         now = self._clock()
@@ -279,6 +239,8 @@ class AsrScheduler:
             while self._finals and len(batch) < self.max_batch and self._finals[0].final == kind:
                 batch.append(self._finals.popleft())
             return [r for r in batch if not r.future.done()] or self._next_batch()
+        if self._keep_worker_for_finals():
+            return []
         batch = []
         now = self._clock()
         while self._partials and len(batch) < self.max_batch:
@@ -292,85 +254,40 @@ class AsrScheduler:
             batch.append(req)
         return batch
 
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = self._next_batch()
-            if not batch:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            started = self._clock()
-            self._in_flight += len(batch)
-            # Under load (more finals waiting behind this batch), finals are decoded
-            # greedily: a little accuracy for a lot of latency when calls pile up.
-            hurry = batch[0].final and self.adaptive_beam and self.queued_finals > 0
-            if hurry:
-                self._hurried += len(batch)
-            try:
-                results = await loop.run_in_executor(self._executor, self._decode, batch, hurry)
-            except Exception as exc:  # noqa: BLE001 - a failed decode fails its requests, not the worker
-                log.exception("ASR decode failed")
-                for req in batch:
-                    if not req.future.done():
-                        req.future.set_exception(exc)
-                continue
-            finally:
-                self._in_flight -= len(batch)
-            done = self._clock()
-            self._busy_seconds += done - started
-            name = "final" if batch[0].final else "partial"
-            per_item = (done - started) / len(batch)
-            old_cost = self._cost[name]
-            self._cost[name] = per_item if old_cost is None else (
-                COST_SMOOTHING * per_item + (1 - COST_SMOOTHING) * old_cost)
-            self._batches += 1
-            self._batched_items += len(batch)
-            for req, result in zip(batch, results, strict=True):
-                kind = self._stats["final" if req.final else "partial"]
-                kind.served += 1
-                kind.latencies.append(done - req.enqueued)
-                kind.waits.append(started - req.enqueued)
-                self._audio_seconds += len(req.audio) / ASR_SAMPLE_RATE
-                extra = {**result.extra, "queue_seconds": started - req.enqueued,
-                         "latency_seconds": done - req.enqueued}
-                if not req.future.done():
-                    req.future.set_result(replace(result, extra=extra))
+    def _keep_worker_for_finals(self) -> bool:
+        """With several calls making partials, partials never take the last free worker: a final that
+        comes in then starts at once instead of waiting out a partial decode (1-3 s under load)."""
+        return (self.prioritize and self.settings.adaptive_partials and self.workers > 1
+                and len(self._partial_calls) > 1 and self._pool.in_flight >= self.workers - 1)
 
-    def _decode(self, batch: list[_Request], hurry: bool = False) -> list[TranscriptionResult]:
-        """Runs in the worker thread. Requests that cannot share a batch are decoded in groups."""
-        final = batch[0].final and not hurry
-        beam = self.settings.final_beam_size if final else self.settings.beam_size
-        # The window follows the kind of request, not the beam (greedy finals keep the final's window).
-        kw: dict[str, Any] = {"final": batch[0].final} if self._final_kw else {}
-        kw_batch: dict[str, Any] = {"final": batch[0].final} if self._final_kw_batch else {}
-        if len(batch) == 1 or not hasattr(self.transcriber, "transcribe_batch"):
-            return [
-                self.transcriber.transcribe(
-                    r.audio, beam_size=beam, word_timestamps=r.word_timestamps, initial_prompt=r.initial_prompt,
-                    offset=r.offset, **kw,
-                )
-                for r in batch
-            ]
-        groups: dict[tuple[bool, str | None], list[int]] = {}
-        for i, r in enumerate(batch):
-            groups.setdefault((r.word_timestamps, r.initial_prompt), []).append(i)
-        results: list[TranscriptionResult | None] = [None] * len(batch)
-        for (words, prompt), idx in groups.items():
-            out = self.transcriber.transcribe_batch(  # type: ignore[attr-defined]
-                [batch[i].audio for i in idx], beam_size=beam, word_timestamps=words, initial_prompt=prompt,
-                offsets=[batch[i].offset for i in idx], **kw_batch,
-            )
-            for i, result in zip(idx, out, strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+    def _hurry(self, batch: list[_Request]) -> bool:
+        """Under load (more finals waiting behind this batch), finals are decoded greedily:
+        a little accuracy for a lot of latency when calls pile up."""
+        return batch[0].final and self.adaptive_beam and self.queued_confirmed_finals > 0
+
+    def _served(self, req: _Request, result: TranscriptionResult, started: float, done: float) -> None:
+        kind = self._stats["final" if req.final else "partial"]
+        kind.served += 1
+        kind.latencies.append(done - req.enqueued)
+        kind.waits.append(started - req.enqueued)
+        kind.decodes.append(done - started)
+        self._audio_seconds += len(req.audio) / ASR_SAMPLE_RATE
+        extra = {**result.extra, "queue_seconds": started - req.enqueued, "latency_seconds": done - req.enqueued}
+        if not req.future.done():
+            req.future.set_result(replace(result, extra=extra))
 
     # --- observability ----------------------------------------------------------------
 
     @property
     def queued_finals(self) -> int:
+        if not self._finals:  # asked on every pushed frame of every call: the common case is cheap
+            return 0
         return sum(1 for r in self._finals if r.final and not r.future.done())
+
+    @property
+    def queued_confirmed_finals(self) -> int:
+        """Finals of turns known to be over; queued segment decodes (speculative) do not make others hurry."""
+        return sum(1 for r in self._finals if r.final and not r.speculative and not r.future.done())
 
     @property
     def queue_depth(self) -> int:
@@ -381,22 +298,23 @@ class AsrScheduler:
     def stats(self) -> dict[str, Any]:
         """Queue depth, per-kind counts and latency percentiles (seconds), utilization, RTF."""
         elapsed = (self._clock() - self._started_at) if self._started_at is not None else 0.0
+        pool = self._pool
         out: dict[str, Any] = {
             "queue_depth": self.queue_depth,
             "queued_finals": self.queued_finals,
-            "finals_hurried": self._hurried,
+            "finals_hurried": self._pool.hurried,
             "partials_skipped": self._skipped_partials,
-            "partial_decode_s": self._cost["partial"],
-            "final_decode_s": self._cost["final"],
+            "partial_decode_s": self._pool.cost["partial"],
+            "final_decode_s": self._pool.cost["final"],
             "calls_making_partials": len(self._partial_calls),
             "queued_partials": sum(1 for r in self._partials.values() if not r.future.done()),
-            "in_flight": self._in_flight,
-            "batches": self._batches,
-            "mean_batch": (self._batched_items / self._batches) if self._batches else 0.0,
-            "busy_seconds": self._busy_seconds,
-            "utilization": (self._busy_seconds / elapsed) if elapsed > 0 else 0.0,
+            "in_flight": pool.in_flight,
+            "batches": pool.batches,
+            "mean_batch": (pool.batched_items / pool.batches) if pool.batches else 0.0,
+            "busy_seconds": pool.busy_seconds,
+            "utilization": (pool.busy_seconds / elapsed) if elapsed > 0 else 0.0,
             "audio_seconds": self._audio_seconds,
-            "rtf": (self._busy_seconds / self._audio_seconds) if self._audio_seconds else 0.0,
+            "rtf": (pool.busy_seconds / self._audio_seconds) if self._audio_seconds else 0.0,
         }
         for name, kind in self._stats.items():
             lat = np.array(kind.latencies) if kind.latencies else None
@@ -406,15 +324,13 @@ class AsrScheduler:
                 "replaced": kind.replaced,
                 "latency_p50": float(np.percentile(lat, 50)) if lat is not None else None,
                 "latency_p95": float(np.percentile(lat, 95)) if lat is not None else None,
-                "wait_p50": float(np.percentile(np.array(kind.waits), 50)) if kind.waits else None,
+                "wait_p50": _pct(kind.waits, 50),
+                "wait_p95": _pct(kind.waits, 95),
+                "decode_p50": _pct(kind.decodes, 50),
+                "decode_p95": _pct(kind.decodes, 95),
             }
         return out
 
 
-def _takes_final(method: Callable[..., Any] | None) -> bool:
-    if method is None:
-        return False
-    try:
-        return "final" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
+def _pct(values: deque[float], q: float) -> float | None:
+    return float(np.percentile(np.array(values), q)) if values else None

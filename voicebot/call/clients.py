@@ -10,12 +10,12 @@ deployments behind the same three interfaces.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from voicebot.call.pools import EnginePool, KindTimes
 from voicebot.config import Settings
 
 if TYPE_CHECKING:
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from voicebot.nlu.intent import IntentPrediction
     from voicebot.tts.base import SynthesizedAudio
     from voicebot.vad.silero import SileroVadModel
+
+
+# Threads for the light models: a Smart Turn check (what ends a turn) need not wait behind another
+# call's sentence of speech or intent. Each job is 30-250 ms; decodes run on a pool of their own.
+LIGHT_WORKERS = 2
 
 
 class AsrClient(Protocol):
@@ -59,43 +64,47 @@ class SpeechClient(Protocol):
 
 
 class LocalIntentClient:
-    """The intent classifier of this process, run on the shared executor."""
+    """The intent classifier of this process, run on the light-model pool."""
 
-    def __init__(self, model: Any, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, model: Any, pool: EnginePool) -> None:
         self.model = model
-        self.executor = executor
+        self.pool = pool
 
     async def predict(self, text: str) -> IntentPrediction:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.model.predict, text)
+        return await self.pool.run("intent", self.model.predict, text)
 
 
 class LocalSpeechClient:
-    """The synthesizer of this process, run on the shared executor (Pico holds the GIL per sentence)."""
+    """The synthesizer of this process, run on the light-model pool (Pico holds the GIL per sentence)."""
 
-    def __init__(self, synthesizer: Any, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, synthesizer: Any, pool: EnginePool) -> None:
         self.synthesizer = synthesizer
-        self.executor = executor
+        self.pool = pool
 
     @property
     def sample_rate(self) -> int:
         return int(self.synthesizer.sample_rate)
 
     async def synthesize(self, sentence: str) -> SynthesizedAudio:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.synthesizer.synthesize, sentence)
+        return await self.pool.run("tts", self.synthesizer.synthesize, sentence)
 
 
 class EndOfTurnClient:
-    """The end-of-turn models: Smart Turn on the turn's audio (executor; ~70 ms CPU), the German
-    text model on its words (sub-millisecond, run inline). Either may be absent."""
+    """The end-of-turn models: Smart Turn on the turn's audio (a pool thread; ~70 ms CPU), the German
+    text model on its words (sub-millisecond, run inline). Either may be absent. ``pool``: an
+    ``EnginePool`` (or a plain executor, as the Ray worker passes)."""
 
-    def __init__(self, smart_turn: Any, text_turn: Any, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, smart_turn: Any, text_turn: Any, pool: Any) -> None:
         self.smart_turn = smart_turn
         self.text_turn = text_turn
-        self.executor = executor
+        self.pool = pool if isinstance(pool, EnginePool) else None
+        self.executor = None if self.pool is not None else pool
 
     async def audio_complete(self, audio16k: np.ndarray) -> float | None:
         if self.smart_turn is None or len(audio16k) == 0:
             return None
+        if self.pool is not None:
+            return await self.pool.run("smart_turn", self.smart_turn.predict, audio16k)
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.smart_turn.predict, audio16k)
 
     def text_complete(self, text: str) -> float | None:
@@ -115,7 +124,8 @@ class EngineClients:
     encoder: Any = None  # the text encoder, for the agents' knowledge base
     load_seconds: dict[str, float] | None = None
     end_of_turn: EndOfTurnClient | None = None  # None: the endpointer's silence alone ends turns
-    executor: ThreadPoolExecutor | None = None  # the local clients' shared executor, shut down at aclose
+    executor: Any = None  # an executor of the clients' own (the Ray clients'), shut down at aclose
+    pools: list[EnginePool] = field(default_factory=list)  # the local clients' thread pools
 
     async def start(self) -> None:
         await self.asr.start()
@@ -125,26 +135,33 @@ class EngineClients:
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.executor = None
+        for pool in self.pools:
+            pool.shutdown()
+        self.pools = []
+
+    def profile(self) -> list[KindTimes]:
+        """Per pool and kind of job: queue wait, run time and thread CPU (empty for remote engines)."""
+        return [t for pool in self.pools for t in pool.stats()]
 
 
 class LocalEngineClients(EngineClients):
-    """Clients over the models of this process, sharing one executor (``asr.decode_workers`` ASR
-    decodes at a time, beside an intent or a sentence of speech)."""
+    """Clients over the models of this process: ``asr.decode_workers`` ASR decodes at a time on
+    the decode pool, beside the light models (Smart Turn, intent, speech) on a pool of their own."""
 
     @classmethod
     def of(cls, engines: Engines, settings: Settings) -> LocalEngineClients:
         from voicebot.asr.scheduler import AsrScheduler
 
-        # The ASR scheduler's decodes (asr.decode_workers at once) beside an intent or a sentence of speech.
-        executor = ThreadPoolExecutor(max_workers=settings.asr.decode_workers + 1, thread_name_prefix="engine")
+        decode = EnginePool("asr-decode", settings.asr.decode_workers)
+        light = EnginePool("engine-light", LIGHT_WORKERS)
         return cls(
-            asr=AsrScheduler(engines.transcriber, settings.asr, executor=executor),
-            intent=LocalIntentClient(engines.intent, executor),
-            speech=LocalSpeechClient(engines.synthesizer, executor),
+            asr=AsrScheduler(engines.transcriber, settings.asr, executor=decode.executor),
+            intent=LocalIntentClient(engines.intent, light),
+            speech=LocalSpeechClient(engines.synthesizer, light),
             vad_model=engines.vad_model,
             encoder=engines.encoder,
             load_seconds=dict(engines.load_seconds),
-            end_of_turn=(EndOfTurnClient(engines.smart_turn, engines.text_turn, executor)
+            end_of_turn=(EndOfTurnClient(engines.smart_turn, engines.text_turn, light)
                          if engines.smart_turn is not None or engines.text_turn is not None else None),
-            executor=executor,
+            pools=[decode, light],
         )

@@ -12,7 +12,11 @@ duration. Measured per turn, on the caller's side of the socket:
 * final transcript latency: end of speech → ``transcript.final`` received;
 * partial lag: ``transcript.partial`` arrival minus the send time of the audio
   its ``end`` refers to (how far the live transcript trails the speech);
-* dropped calls (could not connect, or closed abnormally) and errored calls
+* the server's own breakdown of each turn (its ``latency`` events: endpoint, ASR,
+  intent, first TTS audio, end-of-turn model), so a slow turn shows where it waited;
+* refused calls (the server was full: HTTP 503 on the upgrade, or a ``busy`` error and
+  close 1013 when another caller took the last line between upgrade and ``start``),
+  dropped calls (could not connect, or closed abnormally) and errored calls
   (an ``error`` event arrived); server CPU and memory sampled with psutil.
 
 The client shares the machine with the server; ``client_late_ms`` reports how far
@@ -26,7 +30,6 @@ import asyncio
 import json
 import random
 import re
-import sys
 import time
 import uuid
 from collections import Counter
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicebot.eval.procsample import progress_bar, sample_processes
 from voicebot.eval.stats import summarize
 
 FRAME_MS = 20
@@ -42,6 +46,9 @@ GREETING_WAIT_S = 6.0  # speak anyway if the bot has said nothing by then
 RESPONSE_WAIT_S = 8.0  # ... or if it has not answered a turn by then
 PAUSE_S = (0.4, 1.2)  # natural pause before speaking once the bot is quiet
 REDIAL_S = 0.5
+CLOSE_TRY_LATER = 1013  # the server is full or going away: a refusal, not a drop
+REFUSAL_CODES = frozenset({"busy", "not_ready", "shutting_down"})
+SPANS = ("endpoint_ms", "asr_ms", "intent_ms", "tts_first_audio_ms", "voice_to_voice_ms", "eot_model_ms")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class CallerStats:
     calls_started: int = 0
     calls_completed: int = 0  # ended cleanly, by the server or at the end of the run
     calls_dropped: int = 0
+    calls_refused: int = 0  # the server was full (503, or busy + close 1013): the caller redials
     calls_errored: int = 0
     turns: int = 0
     unanswered_turns: int = 0
@@ -95,6 +103,7 @@ class CallerStats:
     partial_lag: list[float] = field(default_factory=list)
     client_late: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    spans: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in SPANS})
 
 
 class _Line:
@@ -114,6 +123,7 @@ class _Line:
         self.ended = False
         self.handed_off = False
         self.error = False
+        self.refused = False  # a ``busy`` error: the server was full after all
 
     def bot_speaking(self, now: float) -> bool:
         return now < self.bot_until
@@ -142,7 +152,15 @@ class _Line:
         elif kind == "handoff":
             self.handed_off = True
             stats.handoffs += 1
+        elif kind == "latency":
+            for name in SPANS:
+                value = event.get(name)
+                if isinstance(value, int | float) and value >= 0:
+                    stats.spans[name].append(float(value))
         elif kind == "error":
+            if event.get("code") in REFUSAL_CODES:
+                self.refused = True
+                return
             self.error = True
             stats.problems.append(f"error event: {event.get('code')}: {event.get('message')}")
         elif kind == "call.end":
@@ -234,10 +252,27 @@ async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.R
             await asyncio.gather(receiver, return_exceptions=True)
         failure = receiver.exception() if receiver.done() and not receiver.cancelled() else None
         if failure is not None:
+            if line.refused or _is_refusal(failure):
+                raise CallRefused(str(failure)) from failure
             raise failure  # an abnormal close: the caller counts the call as dropped
+    if line.refused:
+        raise CallRefused("busy")
     if line.error:
         stats.calls_errored += 1
     stats.calls_completed += 1
+
+
+class CallRefused(Exception):
+    """The server turned the call away as full: counted apart from drops, the caller redials."""
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """HTTP 503 on the upgrade, or a close with 1013 (try again later)."""
+    response = getattr(exc, "response", None)
+    if response is not None and getattr(response, "status_code", None) == 503:
+        return True
+    rcvd = getattr(exc, "rcvd", None)
+    return rcvd is not None and getattr(rcvd, "code", None) == CLOSE_TRY_LATER
 
 
 _RUN_ID = uuid.uuid4().hex[:8]
@@ -255,71 +290,18 @@ async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, 
     while time.perf_counter() < deadline - 1.0:
         attempt += 1
         try:
-            await _one_call(url, f"load-{run_id}-{index}-{attempt}", clips, rng, deadline, encoding, sample_rate, frame_ms,
-                            stats)
+            await _one_call(url, f"load-{run_id}-{index}-{attempt}", clips, rng, deadline, encoding, sample_rate,
+                            frame_ms, stats)
+        except CallRefused:
+            stats.calls_refused += 1
         except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
-            stats.calls_dropped += 1
-            stats.problems.append(f"call {index}-{attempt}: {type(exc).__name__}: {exc}")
+            if _is_refusal(exc):
+                stats.calls_refused += 1
+            else:
+                stats.calls_dropped += 1
+                stats.problems.append(f"call {index}-{attempt}: {type(exc).__name__}: {exc}")
         await asyncio.sleep(REDIAL_S)
     return stats
-
-
-async def _sample_processes(pid: int | None, stop: asyncio.Event, interval: float = 0.5) -> dict[str, list[float]]:
-    """Every ``interval``: the server's CPU percent (100 = one core; with its children) and RSS in MB,
-    and this load generator's own CPU percent (a client near 100 % measures itself, not the server)."""
-    import psutil
-
-    series: dict[str, list[float]] = {"cpu": [], "rss": [], "client_cpu": []}
-    me = psutil.Process()
-    procs: dict[int, psutil.Process] = {}
-    server = None
-    if pid is not None:
-        try:
-            server = psutil.Process(pid)
-            procs[pid] = server
-        except psutil.NoSuchProcess:
-            server = None
-
-    def sample() -> tuple[float, float, float]:
-        total_cpu = total_rss = 0.0
-        if server is not None:
-            try:
-                for child in server.children(recursive=True):
-                    procs.setdefault(child.pid, child)
-            except psutil.NoSuchProcess:
-                pass
-            for p in list(procs.values()):
-                try:
-                    total_cpu += p.cpu_percent(None)
-                    total_rss += p.memory_info().rss / 1e6
-                except psutil.NoSuchProcess:
-                    procs.pop(p.pid, None)
-        return total_cpu, total_rss, me.cpu_percent(None)
-
-    sample()  # primes cpu_percent, whose first reading is meaningless
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
-        c, r, own = sample()
-        if server is not None:
-            series["cpu"].append(c)
-            series["rss"].append(r)
-        series["client_cpu"].append(own)
-    return series
-
-
-async def _progress(calls: int, duration: float, stop: asyncio.Event) -> None:
-    """A seconds bar on stderr while a level runs (runs are minutes long)."""
-    from tqdm import tqdm
-
-    with tqdm(total=round(duration), desc=f"{calls} calls", unit="s", file=sys.stderr, leave=False) as bar:
-        while not stop.is_set() and bar.n < bar.total:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except TimeoutError:
-                bar.update(1)
 
 
 async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip], *, server_pid: int | None = None,
@@ -329,8 +311,8 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
     ramp = min(2.0, duration / 10)  # arrivals spread over a moment, not one thundering herd
     deadline = time.perf_counter() + duration
     stop = asyncio.Event()
-    sampler = asyncio.create_task(_sample_processes(server_pid, stop))
-    ticker = asyncio.create_task(_progress(calls, duration, stop)) if progress else None
+    sampler = asyncio.create_task(sample_processes(server_pid, stop))
+    ticker = asyncio.create_task(progress_bar(calls, duration, stop)) if progress else None
     results = await asyncio.gather(*(
         _caller(i, url, clips, deadline, ramp * i / max(1, calls), encoding, sample_rate, frame_ms, seed)
         for i in range(calls)
@@ -341,16 +323,19 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
         await ticker
     merged = CallerStats()
     for s in results:
-        for name in ("calls_started", "calls_completed", "calls_dropped", "calls_errored", "turns",
+        for name in ("calls_started", "calls_completed", "calls_dropped", "calls_refused", "calls_errored", "turns",
                      "unanswered_turns", "handoffs"):
             setattr(merged, name, getattr(merged, name) + getattr(s, name))
         for name in ("voice_to_voice", "final_latency", "partial_lag", "client_late", "problems"):
             getattr(merged, name).extend(getattr(s, name))
+        for name in SPANS:
+            merged.spans[name].extend(s.spans[name])
     return {
         "concurrency": calls,
         "started_calls": merged.calls_started,
         "completed_calls": merged.calls_completed - merged.calls_errored,
         "dropped_calls": merged.calls_dropped,
+        "refused_calls": merged.calls_refused,
         "errored_calls": merged.calls_errored,
         "turns": merged.turns,
         "unanswered_turns": merged.unanswered_turns,
@@ -359,6 +344,8 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
         "final_latency_ms": summarize(merged.final_latency, 1),
         "partial_lag_ms": summarize(merged.partial_lag, 1),
         "client_late_ms": summarize(merged.client_late, 1),
+        # The server's own per-turn breakdown (its latency events), to see where a slow turn waited.
+        "server_spans_ms": {name: summarize(values, 1) for name, values in merged.spans.items()},
         "server": {"cpu_percent": summarize(server["cpu"], 1), "rss_mb": summarize(server["rss"], 1)},
         "client_cpu_percent": summarize(server["client_cpu"], 1),
         # What went wrong, by kind (call ids stripped), so a collapse can be told apart from a few hiccups.

@@ -19,7 +19,9 @@ class TextEncoder:
     e5 expects a "query: " or "passage: " prefix; callers choose which.
     """
 
-    def __init__(self, settings: NluSettings, models: ModelSettings, threads: int = 2) -> None:
+    def __init__(self, settings: NluSettings, models: ModelSettings, threads: int | None = None) -> None:
+        """``threads``: torch's intra-op threads, set at load (process-wide); None leaves torch's setting
+        alone (a server sets ``nlu.serve_threads`` once all its models are loaded)."""
         self.settings = settings
         self.models = models
         self.threads = threads
@@ -32,7 +34,8 @@ class TextEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        torch.set_num_threads(self.threads)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         self.model_dir = resolve_model_dir(self.settings.encoder, self.models, E5_FILES)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         # e5 has no pooler: we mean-pool, so none is built (and none is reported missing).

@@ -37,6 +37,7 @@ from voicebot.server.access import CLOSE_UNAUTHORIZED
 from voicebot.server.agent_voice import CallerLine
 from voicebot.server.handover import Handover
 from voicebot.server.hub import CallRejected, LiveCall, Session
+from voicebot.server.inbound import feed_session
 from voicebot.server.logs import CallLog
 from voicebot.server.outbox import Outbox, error_event
 from voicebot.server.runtime import CallRuntime
@@ -85,6 +86,7 @@ class CallConnection:
         self.closing = False
         self.stopped = False
         self._inbound: asyncio.Queue[AudioFrame | None] = asyncio.Queue()
+        self._reserved = False  # this socket holds one of the runtime's reserved lines
         self._pump_task: asyncio.Task[None] | None = None
         self._finish_task: asyncio.Task[None] | None = None
         self._finished = False
@@ -129,9 +131,10 @@ class CallConnection:
     # ------------------------------------------------------------------ receive loop
     async def serve(self) -> None:
         self._serve_task = asyncio.current_task()
-        if self.runtime.hub.full:
+        if not self.runtime.reserve_line():
             await self.refuse_full()
             return
+        self._reserved = True
         await self.accept()
         self.outbox.start()
         timer = asyncio.create_task(self._start_timeout(), name=f"start-timeout {self.peer}")
@@ -162,10 +165,16 @@ class CallConnection:
             self.log.exception("connection handler failed")
         finally:
             timer.cancel()
+            self._release_line()
             reason = "completed" if self.stopped else "interrupted"
             await self.finish(reason)
             self.outbox.close(CLOSE_NORMAL)
             await self.outbox.wait_closed(grace=2.0)
+
+    def _release_line(self) -> None:
+        if self._reserved:
+            self._reserved = False
+            self.runtime.release_line()
 
     async def refuse_full(self) -> None:
         """Every line is busy: refuse the upgrade itself (HTTP 503 with Retry-After), so a gateway
@@ -228,6 +237,7 @@ class CallConnection:
             await self.fail("not_ready", f"the server is {self.runtime.state}; call again shortly",
                             close=CLOSE_TRY_LATER)
             return False
+        self._release_line()  # from here the call counts in the hub, or it is refused
         try:
             call = self.runtime.hub.open_call(call_id, self.protocol, caller)
         except CallRejected as exc:
@@ -297,14 +307,7 @@ class CallConnection:
             self.log.exception("session start failed")
             self.spawn(self.fail("internal", f"the call could not be started: {exc}", close=CLOSE_INTERNAL))
             return
-        while True:
-            frame = await self._inbound.get()
-            if frame is None:
-                return
-            try:
-                await self.session.push_audio(frame)
-            except Exception:  # noqa: BLE001 - one bad frame must not end the call
-                self.log.exception("session failed on caller audio")
+        await feed_session(self._inbound, self.session.push_audio, self.log)
 
     async def _emit(self, event: CallEvent) -> None:
         """The session's event sink: to the hub (agents, store, metrics) and to the caller."""

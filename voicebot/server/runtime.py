@@ -62,6 +62,10 @@ class CallRuntime(Protocol):
         self, call_id: str, *, emit: EventSink, send_audio: AudioSink, out_rate: int, metadata: dict[str, Any],
     ) -> Session: ...
 
+    def reserve_line(self) -> bool: ...
+
+    def release_line(self) -> None: ...
+
 
 def _import(spec: str) -> Any:
     """The object named by ``"package.module:attr"``."""
@@ -85,6 +89,19 @@ def resolve_session_factory(spec: str, engines_loader: str = "") -> tuple[Sessio
     factory: Any = _import(spec) if spec else CallSession
     loader = _import(engines_loader) if engines_loader else getattr(factory, "load_engines", Engines.load)
     return factory, loader
+
+
+class _MeasuredLoopLag(LoopLag):
+    """The loop lag, each tick also observed on ``/metrics`` (``voicebot_loop_lag_seconds``)."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def record(self, now: float) -> None:
+        late = max(0.0, now - self._last_tick - self.interval_s)
+        super().record(now)
+        self.metrics.loop_lag.observe(late)
 
 
 class ServerRuntime:
@@ -113,10 +130,13 @@ class ServerRuntime:
         # telephony setting fails there in one line. Transfers in flight outlive their calls.
         self.transfer: HandoffTransfer = HandoffTransfer(settings.telephony)
         self.transfers: set[asyncio.Task[None]] = set()
-        self.loop_lag = LoopLag()  # the server's own lag, so it is never blamed on a client
+        self.loop_lag = _MeasuredLoopLag(self.metrics)  # the server's own lag, so it is never blamed on a client
         self.domain: Any = None  # voicebot.dialog.domain.Domain
         self.session_factory: SessionFactory | None = None
         self.connections: set[Drainable] = set()
+        # Caller sockets upgraded but not yet started: they hold a line, so two callers racing for
+        # the last one are told apart at the upgrade (HTTP 503), not by a busy error after it.
+        self.reserved_lines = 0
         self._load_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ life
@@ -156,6 +176,7 @@ class ServerRuntime:
             clients = engines.clients()
             await clients.start()
             self.engines, self.clients = engines, clients
+            self.metrics.watch_engines(clients)
             self.hub.kb = await asyncio.to_thread(KnowledgeBase.from_domain, self.domain, engines.encoder)
             self.session_factory = factory
         except Exception as exc:  # noqa: BLE001 - reported on /readyz and by the serve command
@@ -175,6 +196,17 @@ class ServerRuntime:
         if self.session_factory is None or self.clients is None:
             raise RuntimeError("the server is not ready")
         return self.session_factory(self.clients, self.settings, call_id, domain=self.domain, realtime=True, **kwargs)
+
+    def reserve_line(self) -> bool:
+        """Hold a line for a caller socket about to be accepted; False: every line is taken."""
+        if self.hub.full or len(self.hub.calls) + self.reserved_lines >= self.settings.server.max_calls:
+            return False
+        self.reserved_lines += 1
+        return True
+
+    def release_line(self) -> None:
+        """The socket's call opened (it now counts in the hub) or the socket went away."""
+        self.reserved_lines = max(0, self.reserved_lines - 1)
 
     async def drain(self) -> None:
         """Stop taking calls; end every call with ``shutdown`` once its in-flight events are out."""

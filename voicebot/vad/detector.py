@@ -52,5 +52,6 @@ def build_detector(settings: EndpointerSettings, silero_model: SileroVadModel | 
 
 def rms_dbfs(pcm: np.ndarray) -> float:
     """RMS level of int16 PCM in dB relative to full scale (-inf-safe: silence is about -200)."""
-    x = pcm.astype(np.float64)
-    return float(10.0 * np.log10(np.mean(x * x) / (32768.0 * 32768.0) + 1e-20))
+    x = pcm.astype(np.float32)  # float32 dot: ~10% of the event loop's GIL time went here (profile_server.py)
+    energy = float(np.dot(x, x)) / max(1, len(x))
+    return float(10.0 * np.log10(energy / (32768.0 * 32768.0) + 1e-20))
