@@ -4,8 +4,10 @@
 endpointer (``voicebot.vad``) cuts turns; while the caller speaks, every
 ``asr.partial_interval_ms`` of audio the turn so far is re-decoded in the
 background (greedy, no word timings) and run through the LocalAgreement commit
-policy; at the end of the turn the whole turn is decoded once more (beam search,
-word timings) as the final. Every result passes the hallucination guards.
+policy; the final (beam search, word timings) is decoded at the pauses: each part of the
+turn that ends in a pause of ``asr.segment_pause_ms`` is decoded while the caller goes on, and
+at the end only the tail since the last cut (``voicebot.asr.segments``; with
+``asr.segment_pause_ms = 0`` the whole turn at its end). Every result passes the hallucination guards.
 
 Nothing is decoded outside a turn (the endpointer's VAD and energy gate decide),
 so silence and line noise cost nothing and say nothing.
@@ -17,8 +19,9 @@ so the end-of-turn -> final latency mostly disappears. With ``turn.speculate`` t
 decode starts at the first pause (``turn.speculate_after_ms``), partials stop while
 it is alive, and its result comes out at once as a ``SpeculativeFinal`` (the call
 core answers it speculatively, ``voicebot.call.speculation``); speech that resumes
-voids it with a ``SpeculationDropped``. Either way the speculative result, when
-used, IS the final: the turn is never decoded twice.
+voids it with a ``SpeculationDropped`` (its decode is kept as a segment when the pause was
+long enough). Either way the speculative result, when used, IS the final (or its tail): no audio
+of a turn is decoded twice at final quality.
 
 Output order: events come out in stream order: ``SpeechStarted``, partials,
 ``SpeechEnded``, the final ``Transcript``. A final is awaited in the background;
@@ -50,7 +53,6 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -59,7 +61,7 @@ from voicebot.asr.commit import LocalAgreement
 from voicebot.asr.guards import clean_transcript
 from voicebot.asr.partials import PartialDecoding
 from voicebot.asr.scheduler import AsrScheduler
-from voicebot.asr.timing import clamp_first_word
+from voicebot.asr.segments import SegmentedFinals, accepts
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult
 from voicebot.asr.turns import GuardEvent as GuardEvent
 from voicebot.asr.turns import Pending as Pending
@@ -69,11 +71,8 @@ from voicebot.config import Settings, VadSettings
 from voicebot.frames import (
     AudioFrame,
     Frame,
-    SpeculationDropped,
-    SpeculativeFinal,
     SpeechEnded,
     SpeechStarted,
-    Transcript,
 )
 from voicebot.vad import Endpointer, EndpointerSettings, SileroVadModel, build_detector
 
@@ -96,7 +95,7 @@ def endpointer_settings(vad: VadSettings, narrowband: bool = False) -> Endpointe
     )
 
 
-class StreamingRecognizer(PartialDecoding):
+class StreamingRecognizer(PartialDecoding, SegmentedFinals):
     """One call's streaming ASR: ``push`` audio, get speech events and transcripts."""
 
     def __init__(
@@ -135,6 +134,9 @@ class StreamingRecognizer(PartialDecoding):
         self.buffer_cuts = 0  # rolling-buffer cuts so far (observability, tests)
         self.speculation = {"used": 0, "wasted": 0}  # early final decodes used / thrown away
         self.wasted_seconds = 0.0  # decode seconds of speculations thrown away after they finished
+        # Pause-segmented finals (segments.py): segments kept, tails not decoded (no speech), turns cut.
+        self.segment_stats = {"kept": 0, "tails_skipped": 0, "segmented_turns": 0}
+        self._client_kw = frozenset(k for k in ("speculative", "window_s") if accepts(scheduler.transcribe, k))
         # turn.speculate: speculate at the first pause and publish the result (SpeculativeFinal).
         self._speculate = bool(getattr(getattr(settings, "turn", None), "speculate", False))
         self._spec_seq = 0  # the current turn's speculation (SpeculativeFinal / SpeculationDropped seq)
@@ -186,9 +188,12 @@ class StreamingRecognizer(PartialDecoding):
         return self._drain()
 
     async def wait_partials(self) -> list[Frame]:
-        """Wait for the partial decodes in flight, then return what is ready (offline runs, tests)."""
-        if self._partials:
-            await asyncio.gather(*list(self._partials), return_exceptions=True)
+        """Wait for the partial and segment decodes in flight, then return what is ready (offline runs,
+        tests: as on a machine that keeps up with the caller)."""
+        tasks = [*self._partials, *self._segment_tasks()]
+        if tasks:
+            await asyncio.wait(tasks)  # never cancels them (a segment's task is shared with the final)
+            await asyncio.sleep(0)  # let done callbacks (a speculation's publication) run
         return self._drain()
 
     def end_turn(self) -> list[Frame]:
@@ -212,8 +217,7 @@ class StreamingRecognizer(PartialDecoding):
         self._closed = True
         self.scheduler.cancel_partials(self.call_id)
         tasks: list[asyncio.Task[Any]] = [*self._partials, *(p for p in self._out if isinstance(p, asyncio.Task))]
-        if self._turn is not None and self._turn.speculation is not None:
-            tasks.append(self._turn.speculation)
+        tasks += self._segment_tasks()  # the open turn's segment decodes (and its speculation)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -240,112 +244,23 @@ class StreamingRecognizer(PartialDecoding):
         self._turn = None
         self.scheduler.cancel_partials(self.call_id)
         self._out.append(event)
-        audio_start = turn.audio_start if turn is not None else event.start
         audio = event.audio if event.audio is not None else np.zeros(0, dtype=np.int16)
-        early = turn.speculation if turn is not None else None
-        slack = self.endpointer.settings.end_silence_ms * ASR_SAMPLE_RATE // 1000
-        if early is not None and turn is not None and turn.speculation_samples > len(audio) + slack:
-            # A forced cut ended the turn well before the audio the early decode covers: its text could
-            # run into the next turn (duplicated words). Decode the turn as cut instead. (A little more
-            # than the turn's audio is only the silence the endpointer did not keep as post-roll.)
-            self._drop_speculation(early)
-            early = None
-            if self._speculate:
-                self._out.insert(len(self._out) - 1, SpeculationDropped(self._spec_seq))  # before SpeechEnded
-        if early is not None:
-            self.speculation["used"] += 1
-        index = turn.index if turn is not None else self._turns
-        task = asyncio.create_task(self._final(event, audio, audio_start, early, index),
-                                   name=f"asr-final-{self.call_id}")
+        if turn is None:  # no turn was open (cannot happen with the endpointer's events): decode it whole
+            turn = _Turn(index=self._turns, speech_start=event.start, audio_start=event.start,
+                         agreement=LocalAgreement(self.settings.asr.commit_agreement))
+        parts = self._close_turn(turn, audio)  # the kept segments and the tail (segments.py)
+        task = asyncio.create_task(self._final(event, parts, turn.index), name=f"asr-final-{self.call_id}")
         task.add_done_callback(self._notify)
         self._out.append(task)
 
-    def _watch_silence(self) -> None:
-        """Speculative final: after ``asr.speculative_final_ms`` of trailing silence, decode the turn now.
-
-        The endpointer waits ``vad.end_silence_ms`` (600 ms) before it ends a turn; if
-        the caller stays silent, the final decoded 400 ms earlier is ready at once.
-        If they speak again, the early decode is cancelled (wasted work, not a wrong result).
-        """
-        turn = self._turn
-        # Not before the post-roll has been heard: the early decode must hold the same audio as the final.
-        # A speculation (turn.speculate) starts at the first pause: the trailing silence it lacks does
-        # not change what Whisper hears.
-        wait_ms = self.settings.asr.speculative_final_ms
-        if self._speculate:
-            wait_ms = int(self.settings.turn.speculate_after_ms)
-        elif wait_ms > 0:
-            wait_ms = max(wait_ms, self.endpointer.settings.post_roll_ms)
-        if turn is None or wait_ms <= 0 or not self.endpointer.in_speech:
-            return
-        if turn.speculation is None and self.scheduler.queued_finals > 0:
-            return  # the machine is behind: no work that may be thrown away
-        if self.endpointer.last_probability >= self.endpointer.settings.effective_neg_threshold:
-            turn.silence_frames = 0
-            if turn.speculation is not None:
-                self._drop_speculation(turn.speculation)
-                turn.speculation = None
-                if self._speculate:
-                    self._out.append(SpeculationDropped(self._spec_seq))
-            return
-        turn.silence_frames += 1
-        if turn.speculation is None and turn.silence_frames * self._frame_ms >= wait_ms:
-            audio = self.endpointer.current_turn_audio()
-            turn.speculation_samples = len(audio)
-            turn.speculation = asyncio.create_task(
-                self.scheduler.transcribe(audio, call_id=self.call_id, final=True, offset=turn.audio_start)
-            )
-            if self._speculate:
-                self._spec_seq += 1
-                self.scheduler.cancel_partials(self.call_id)  # the final-quality decode supersedes them
-                turn.speculation.add_done_callback(partial(self._speculated, turn=turn, seq=self._spec_seq))
-
-    def _drop_speculation(self, task: asyncio.Task[TranscriptionResult | None]) -> None:
-        self.speculation["wasted"] += 1
-        if task.done() and not task.cancelled() and task.exception() is None and (result := task.result()):
-            self.wasted_seconds += result.decode_seconds
-        task.cancel()  # still queued: never decoded; in flight: its result is ignored
-
-    def _speculated(self, task: asyncio.Task[TranscriptionResult | None], *, turn: _Turn, seq: int) -> None:
-        """A speculation finished: publish it while its turn is still open and it still holds."""
-        if task.cancelled() or task.exception() is not None or (result := task.result()) is None:
-            return
-        if self._turn is not turn or turn.speculation is not task:
-            return  # the turn ended (the final uses it as it is) or speech resumed (void)
-        result = self._clean(result)
-        self._out.append(SpeculativeFinal(seq, Transcript(
-            text=result.text, is_final=True, confidence=result.confidence, words=clamp_first_word(result.words),
-            start=turn.speech_start, end=turn.audio_start + turn.speculation_samples / ASR_SAMPLE_RATE,
-            committed=result.text,
-        )))
-        self.results_ready.set()
-
-    async def _final(
-        self, event: SpeechEnded, audio: np.ndarray, audio_start: float,
-        early: asyncio.Task[TranscriptionResult | None] | None = None, index: int = 0,
-    ) -> Transcript:
-        if early is not None:
-            result = await early  # the same turn audio (plus a few ms of silence), decoded early
-        else:
-            result = await self.scheduler.transcribe(audio, call_id=self.call_id, final=True, offset=audio_start)
-        if result is None:  # the scheduler was closed under us
-            return Transcript("", True, 0.0, (), event.start, event.t, "")
-        before = result.text
-        result = self._clean(result)
-        if result.guard:
-            self.guard_log.append(GuardEvent(index, result.guard, before))
-        return Transcript(
-            text=result.text, is_final=True, confidence=result.confidence, words=clamp_first_word(result.words),
-            start=event.start, end=event.t, committed=result.text,
-        )
-
     # --- helpers ------------------------------------------------------------------------
 
-    def _clean(self, result: TranscriptionResult) -> TranscriptionResult:
+    def _clean(self, result: TranscriptionResult, prompt: str | None = None) -> TranscriptionResult:
+        """The guards, with the prompt the decode used (``prompt``; default ``asr.initial_prompt``)."""
         asr = self.settings.asr
         return clean_transcript(
             result, no_speech_threshold=asr.no_speech_threshold, log_prob_threshold=asr.log_prob_threshold,
-            prompt=f"{asr.initial_prompt} {asr.hotwords}",
+            prompt=f"{asr.initial_prompt if prompt is None else prompt} {asr.hotwords}",
         )
 
     def _drain(self) -> list[Frame]:

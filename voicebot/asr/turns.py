@@ -1,4 +1,5 @@
-"""Turn bookkeeping of the streaming recognizer: the ongoing ``_Turn``, ``GuardEvent``, ``Pending``."""
+"""Turn bookkeeping of the streaming recognizer: the ongoing ``_Turn``, its final-quality ``Segment``s,
+``GuardEvent``, ``Pending``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ class GuardEvent:
 
 
 @dataclass
+class Segment:
+    """A part of the turn decoded at final quality (``voicebot.asr.segments``): from the turn's start or
+    a cut inside a pause, to the sample where its decode was started (inside the next pause)."""
+
+    start: int  # turn-audio samples
+    end: int
+    prompt: str  # the decode's prompt (the guards' prompt-echo check needs the same)
+    task: asyncio.Task[TranscriptionResult | None] | None = None  # the cleaned result (None: nothing decoded)
+    confirmed: bool = False  # the turn is over: a decode not yet queued is not speculative
+    before: str = ""  # the text before the guards (``GuardEvent``)
+
+
+@dataclass
 class _Turn:
     """The ongoing turn: where its audio starts, the commit state and the rolling-buffer cut."""
 
@@ -38,4 +52,14 @@ class _Turn:
     silence_frames: int = 0  # analysed frames of trailing silence
     speculation: asyncio.Task[TranscriptionResult | None] | None = None  # early final decode
     speculation_samples: int = 0  # turn audio the early decode covers
+    # Pause-segmented finals: the kept segments (decoded or decoding), the early decode's segment,
+    # and the voiced frames heard since the last cut (a tail without speech is not decoded).
+    segments: list[Segment] = field(default_factory=list)
+    pending: Segment | None = None
+    voiced_since_cut: int = 0
+
+    @property
+    def cut(self) -> int:
+        """Turn-audio sample where the undecided part starts (the end of the last kept segment)."""
+        return self.segments[-1].end if self.segments else 0
 
