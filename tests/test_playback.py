@@ -71,6 +71,22 @@ def test_backchannel_words() -> None:
         assert not is_backchannel(text), text
 
 
+def test_misheard_backchannels_still_count() -> None:
+    for text in ("Kenau.", "Genaue.", "In Ordnung.", "Jawohl."):  # Whisper on a lone phone-line "genau"
+        assert is_backchannel(text), text
+    for text in ("Da.", "Zu.", "Nein.", "Stopp.", "genug", "Rechnung"):  # short words are never stretched
+        assert not is_backchannel(text), text
+
+
+def test_controller_from_settings_waits_for_the_onset() -> None:
+    from voicebot.config import TtsSettings
+
+    c = BargeInController.from_settings(TtsSettings(bargein_onset_ms=64, bargein_confirm_ms=300))
+    c.playback_started()
+    assert [c.on_voice(t, 0.8) for t in (1.0, 1.032, 1.064)] == [A.NONE, A.NONE, A.PAUSE]
+    assert c.tick(1.3) is A.NONE and c.tick(1.4) is A.RESUME
+
+
 def test_controller_pauses_early_then_stops_on_long_speech() -> None:
     c = BargeInController(backchannel_max_ms=600)
     c.playback_started()
@@ -115,9 +131,8 @@ def test_controller_stops_for_short_real_words_and_for_long_turns() -> None:
 def test_controller_timeouts_resume_on_clicks_and_silent_turns() -> None:
     c = BargeInController(confirm_timeout_ms=400, transcript_timeout_ms=1500)
     c.playback_started()
-    for t in (1.0, 1.032, 1.064):
-        action = c.on_voice(t, 0.8)
-    assert action is A.PAUSE
+    actions = [c.on_voice(t, 0.8) for t in (1.0, 1.032, 1.064)]
+    assert actions == [A.PAUSE, A.NONE, A.NONE]  # one frame of voice pauses (tts.bargein_onset_ms = 0)
     c.on_voice(1.096, 0.0)
     assert c.tick(1.3) is A.NONE
     assert c.tick(1.5) is A.RESUME  # the endpointer never confirmed a turn: a click
@@ -125,6 +140,21 @@ def test_controller_timeouts_resume_on_clicks_and_silent_turns() -> None:
     c.on_speech_ended(2.3)
     assert c.tick(3.0) is A.NONE
     assert c.tick(3.9) is A.RESUME  # no transcript came
+
+
+def test_a_final_later_than_the_timeout_is_still_judged() -> None:
+    c = BargeInController(transcript_timeout_ms=1500)
+    c.playback_started()
+    c.on_speech_started(1.0)
+    c.on_speech_ended(1.4)
+    assert c.tick(3.0) is A.RESUME and c.state == "playing"  # no final yet: the bot goes on
+    # The final comes 2.6 s late: a backchannel is swallowed (RESUME tells the turn-taker), words stop.
+    assert c.on_transcript("Ja.", is_final=True) is A.RESUME and c.state == "playing"
+    assert c.on_transcript("Ja.", is_final=True) is A.NONE  # only that turn's final
+    c.on_speech_started(5.0)
+    c.on_speech_ended(5.3)
+    assert c.tick(7.0) is A.RESUME
+    assert c.on_transcript("Nein, stopp.", is_final=True) is A.STOP
 
 
 def test_controller_ignores_speech_when_bot_is_silent() -> None:

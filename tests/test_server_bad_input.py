@@ -141,7 +141,7 @@ def test_duplicate_call_id(server: LiveServer, healthy: HealthyCall) -> None:
 @pytest.fixture(scope="module")
 def flood_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server whose (fake) voice makes every bot sentence 20 MB of audio."""
-    settings = fake_settings(tmp_path_factory.mktemp("flood"), tts={"voice": "fake-flood"},
+    settings = fake_settings(tmp_path_factory.mktemp("flood"), tts={"voice": "fake-flood", "playback_lead_ms": 700_000},
                              max_frame_bytes=MAX_FRAME, send_queue_max=32, send_timeout_s=2.0, max_calls=8)
     with LiveServer(settings) as srv:
         yield srv

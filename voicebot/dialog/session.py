@@ -87,7 +87,7 @@ class CallSession:
         self.speech = PrimedSpeech(clients.speech)
         player = partial(TtsPlayer, self.speech, out_rate, frame_ms=settings.tts.frame_ms, realtime=realtime,
                          lead_ms=settings.tts.playback_lead_ms)
-        self.speaker = SpeakerStage(player, BargeInController(settings.tts.backchannel_max_ms), self.bus,
+        self.speaker = SpeakerStage(player, BargeInController.from_settings(settings.tts), self.bus,
                                     send_audio, bot_active=self._bot_active,
                                     voice_threshold=lambda: self.recognizer.endpointer.settings.threshold)
         self.turns = TurnTaker(self.bus, settings.vad.max_turn_s, caller_speaking=lambda: self.recognizer.in_speech)

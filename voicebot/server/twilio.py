@@ -4,7 +4,7 @@ Inbound: ``connected``, ``start`` (streamSid, callSid, mediaFormat,
 customParameters), ``media`` (base64 µ-law 8 kHz), ``mark``, ``dtmf``, ``stop``.
 Outbound: ``media`` with the bot's audio (base64 µ-law 8 kHz), a ``mark`` after
 each bot utterance (Twilio echoes it back once the caller has heard it) and
-``clear`` on barge-in (Twilio drops what it has buffered). Errors go out as
+``clear`` on a barge-in pause or stop (Twilio drops what it has buffered). Errors go out as
 ``{"event": "error", "type": "error", "code": ..., "message": ...}``. Twilio's
 messages carry ``event``, not ``type``: on this endpoint Twilio's shape wins.
 The messages and their validation live in ``voicebot.protocol.twilio``.
@@ -148,9 +148,10 @@ class TwilioConnection(CallConnection):
         if isinstance(event, BotAudioEndEvent):
             self._marks += 1
             self.outbox.send_event(OutMarkMessage(streamSid=self.stream_sid, mark=MarkName(name=f"bot-{self._marks}")))
-        elif isinstance(event, BargeInEvent) and event.action == "stopped":
-            # Only a stop drops what Twilio has buffered: a pause sends nothing new, and a
-            # backchannel ("mhm") resumes the bot where it was.
+        elif isinstance(event, BargeInEvent) and event.action in ("paused", "stopped"):
+            # Bot audio runs ahead of real time (tts.playback_lead_ms): what Twilio holds would go on
+            # talking over the caller. On a pause the player sends the dropped audio again if the
+            # caller only said "mhm", so the caller hears every word once.
             self.outbox.send_event(ClearMessage(streamSid=self.stream_sid))
 
 

@@ -64,3 +64,15 @@ def synthesize_text(synth: Synthesizer, text: str) -> Iterator[SynthesizedAudio]
     """Yield one chunk per sentence, so the first audio is ready after the first sentence."""
     for sentence in split_sentences(text):
         yield synth.synthesize(sentence)
+
+
+_SILENT = 300  # |sample| below this is silence (about -40 dBFS)
+
+
+def trim_trailing_silence(pcm: np.ndarray, sample_rate: int, keep_s: float) -> np.ndarray:
+    """``pcm`` with its trailing silence cut to ``keep_s`` seconds."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > _SILENT)
+    if len(loud) == 0:
+        return pcm
+    end = min(len(pcm), int(loud[-1]) + 1 + int(keep_s * sample_rate))
+    return pcm[:end]

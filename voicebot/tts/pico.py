@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import sys
 import threading
 from pathlib import Path
 
@@ -12,32 +9,19 @@ import numpy as np
 
 from voicebot.config import ModelSettings, TtsSettings
 from voicebot.models.registry import resolve_model_dir
-from voicebot.tts.base import SynthesizedAudio
+from voicebot.tts.base import SynthesizedAudio, trim_trailing_silence
 from voicebot.tts.lexicon import respell
+from voicebot.tts.pico_worker import PicoProcess, pin_mmap_threshold
+
+__all__ = ["PICO_FILES", "PicoSynthesizer", "pin_mmap_threshold", "trim_trailing_silence"]
 
 PICO_FILES = ("de-DE_ta.bin", "de-DE_gl0_sg.bin")
-
-
-def pin_mmap_threshold() -> None:
-    """Make SVOX Pico's output repeatable (glibc only; a no-op elsewhere).
-
-    py-nanotts mallocs Pico's work buffer on every call and Pico reads part of it
-    before writing it, so the audio depends on what the heap held before. glibc
-    raises its mmap threshold dynamically after large frees, so later buffers come
-    from the (dirty) heap; fixing the threshold (mallopt M_MMAP_THRESHOLD = -3)
-    keeps every such buffer a fresh, zero-filled mmap: same text, same bytes.
-    """
-    name = ctypes.util.find_library("c")
-    if not name or not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL(name).mallopt(-3, 128 * 1024)
-    except (OSError, AttributeError):
-        pass  # not glibc (e.g. musl has no mallopt): Pico output may then vary slightly between runs
+KEEP_SILENCE_S = 0.25  # silence kept after each sentence
 
 
 class PicoSynthesizer:
-    """SVOX Pico, German. Holds the GIL for a whole call, so callers keep inputs to one sentence."""
+    """SVOX Pico, German. In-process it holds the GIL for a whole call, so with ``tts.pico_process``
+    (the default) it runs in a child process (``pico_worker.py``) and the caller only waits on a pipe."""
 
     name = "pico-de"
     sample_rate = 16000
@@ -48,16 +32,39 @@ class PicoSynthesizer:
         self.reference = reference
         self.lingware: Path | None = None
         self._speak = None
-        # The Pico engine keeps global state in C; one synthesis at a time.
+        self._process: PicoProcess | None = None
+        # The Pico engine keeps global state in C (and the worker serves one request at a time).
         self._lock = threading.Lock()
 
     def load(self) -> PicoSynthesizer:
+        self.lingware = resolve_model_dir(self.reference, self.models, PICO_FILES)
+        if self.settings.pico_process:
+            with self._lock:
+                if self._process is None:
+                    self._process = PicoProcess(self.lingware).start()
+            self._speak = self._speak_in_worker
+            return self
         from py_nanotts._nanotts import speak
 
-        self.lingware = resolve_model_dir(self.reference, self.models, PICO_FILES)
         self._speak = speak
         pin_mmap_threshold()
         return self
+
+    def _speak_in_worker(self, *, text: str, speed: float, **_: object) -> bytes:
+        assert self._process is not None and self.lingware is not None
+        try:
+            return self._process.speak(text, speed)
+        except (EOFError, OSError):  # the worker died (killed, out of memory): start a new one, once
+            self._process.close()
+            self._process = PicoProcess(self.lingware).start()
+            return self._process.speak(text, speed)
+
+    def close(self) -> None:
+        """Stop the worker process (it also exits by itself when this process ends)."""
+        with self._lock:
+            if self._process is not None:
+                self._process.close()
+                self._process = None
 
     def synthesize(self, text: str) -> SynthesizedAudio:
         if self._speak is None or self.lingware is None:
@@ -71,19 +78,6 @@ class PicoSynthesizer:
                 text=text, voice="de-DE", speed=speed, pitch=None, volume=None, lingware_path=str(self.lingware)
             )
         pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
-        return SynthesizedAudio(trim_trailing_silence(pcm, self.sample_rate), self.sample_rate)
-
-
-# Pico ends every sentence with ~0.7 s of silence: between sentences that is dead air, and
-# after the last one it only delays the caller's turn. Keep a natural gap.
-KEEP_SILENCE_S = 0.25
-_SILENT = 300  # |sample| below this is silence (about -40 dBFS)
-
-
-def trim_trailing_silence(pcm: np.ndarray, sample_rate: int, keep_s: float = KEEP_SILENCE_S) -> np.ndarray:
-    """``pcm`` with its trailing silence cut to ``keep_s`` seconds."""
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > _SILENT)
-    if len(loud) == 0:
-        return pcm
-    end = min(len(pcm), int(loud[-1]) + 1 + int(keep_s * sample_rate))
-    return pcm[:end]
+        # Pico ends every sentence with ~0.7 s of silence: between sentences that is dead air (the
+        # player cuts the last sentence's further: after it, silence only delays the caller's turn).
+        return SynthesizedAudio(trim_trailing_silence(pcm, self.sample_rate, KEEP_SILENCE_S), self.sample_rate)

@@ -12,9 +12,18 @@ utterance (no clicks between sentences) and sent as ``BotAudio`` frames of
 the consumer takes them (tests, offline evaluation), still yielding to the event
 loop between frames so barge-in can interleave.
 
+With ``lead_ms`` audio leaves up to that far ahead of real time, so a gateway's
+jitter buffer never runs dry when the loop stalls (Pico holds the GIL while it
+synthesizes the next sentence). The pacing clock starts at the first frame sent,
+and restarts when the caller ran dry, so the caller holds ``lead_ms`` of audio,
+no more (a late first sentence never becomes a permanent extra buffer).
+
 ``pause()`` holds the next frame (within one frame, <= ``frame_ms``), ``resume()``
-continues where it paused, ``stop()`` ends the utterance: ``speak`` returns with
-``completed=False``. ``apply(action)`` takes a ``BargeInAction``.
+continues where the caller stopped hearing: on ``paused`` the client drops what
+it holds (docs/PROTOCOL.md; Twilio ``clear``), so the audio sent ahead of the
+caller's playout at the pause is sent again on resume. ``stop()`` ends the
+utterance: ``speak`` returns with ``completed=False``. ``apply(action)`` takes a
+``BargeInAction``.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -32,12 +42,15 @@ import numpy as np
 from voicebot.audio.resample import StreamResampler
 from voicebot.frames import BotAudio
 from voicebot.tts.bargein import BargeInAction
-from voicebot.tts.base import SynthesizedAudio, Synthesizer, split_sentences
+from voicebot.tts.base import SynthesizedAudio, Synthesizer, split_sentences, trim_trailing_silence
 
 if TYPE_CHECKING:
     from voicebot.call.clients import SpeechClient
 
 SendAudio = Callable[[BotAudio], Awaitable[None]]
+# Silence kept after an utterance's last sentence: after it the caller's turn begins (a voice's
+# sentence-end silence, 0.25 s with Pico, is only dead air there).
+LAST_SILENCE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,10 @@ class PlaybackResult:
     first_audio_latency: float | None = None
     sentences: int = 0
     paused_seconds: float = 0.0
+    # Times the caller's playout ran dry mid-utterance (audio late by more than the lead), and how long.
+    underruns: int = 0
+    underrun_seconds: float = 0.0
+    replayed_seconds: float = 0.0  # audio sent again after pauses (the client dropped it)
 
 
 class TtsPlayer:
@@ -94,7 +111,14 @@ class TtsPlayer:
         self._first_at: float | None = None
         self._sent = 0  # samples sent
         self._paused_total = 0.0
-        self._origin = 0.0  # loop time at which sample 0 was due
+        self._origin = 0.0  # loop time at which the caller plays sample 0 (pauses and underruns shift it)
+        self._tail: deque[np.ndarray] = deque()  # the last frames sent: what a pause may have to send again
+        self._tail_len = 0
+        self._paused_clock: float | None = None  # loop time of pause()
+        self._replay = np.zeros(0, dtype=np.int16)  # dropped by the client at a pause: sent again first
+        self._underruns = 0
+        self._underrun_s = 0.0
+        self._replayed = 0
 
     # --- control ----------------------------------------------------------------------
 
@@ -113,10 +137,17 @@ class TtsPlayer:
         return self._speaking and not self._resume_event.is_set() and not self._stopped
 
     def pause(self) -> None:
-        if self._speaking and not self._stopped:
+        if self._speaking and not self._stopped and self._resume_event.is_set():
             self._resume_event.clear()
+            self._paused_clock = asyncio.get_running_loop().time()
+            self._take_unplayed()
 
     def resume(self) -> None:
+        if self._paused_clock is not None and not self._resume_event.is_set():
+            pause = asyncio.get_running_loop().time() - self._paused_clock
+            self._paused_total += pause
+            self._origin += pause  # pacing continues where it paused
+        self._paused_clock = None
         self._resume_event.set()
 
     def stop(self) -> None:
@@ -140,6 +171,7 @@ class TtsPlayer:
         self.stop()
         async with self._lock:
             self._stopped = False
+            self._paused_clock = None
             self._resume_event.set()
             self._speaking = True
             try:
@@ -156,7 +188,11 @@ class TtsPlayer:
         self._first_at = None
         self._sent = 0
         self._paused_total = 0.0
-        # The pacing origin: frame k is due at origin + k * frame duration (pauses shift it).
+        self._tail.clear()
+        self._tail_len = 0
+        self._replay = np.zeros(0, dtype=np.int16)
+        self._underruns, self._underrun_s, self._replayed = 0, 0.0, 0
+        # The pacing origin: sample k plays at the caller at origin + k / rate (set by the first frame).
         self._origin = loop.time()
         pending = np.zeros(0, dtype=np.int16)
         next_task = self._synthesize(sentences[0]) if sentences else None
@@ -169,13 +205,16 @@ class TtsPlayer:
             if audio.sample_rate != resampler.src_rate:
                 resampler = StreamResampler(audio.sample_rate, self.out_rate)
             last = next_task is None
-            pending = np.concatenate([pending, resampler.process(audio.pcm, last=last)])
+            pcm = trim_trailing_silence(audio.pcm, audio.sample_rate, LAST_SILENCE_S) if last else audio.pcm
+            pending = np.concatenate([pending, resampler.process(pcm, last=last)])
             n_full = len(pending) if last else len(pending) // self._frame * self._frame
             if not await self._send_frames(pending[:n_full], started):
                 break
             pending = pending[n_full:]
         if next_task is not None:
             next_task.cancel()  # the executor finishes the sentence; its audio is discarded
+        if not self._stopped:
+            await self._drain(started)
         completed = not self._stopped
         return PlaybackResult(
             completed=completed,
@@ -184,6 +223,9 @@ class TtsPlayer:
             first_audio_latency=(self._first_at - started) if self._first_at is not None else None,
             sentences=len(sentences),
             paused_seconds=self._paused_total,
+            underruns=self._underruns,
+            underrun_seconds=self._underrun_s,
+            replayed_seconds=self._replayed / self.out_rate,
         )
 
     def _synthesize(self, sentence: str) -> asyncio.Future[SynthesizedAudio]:
@@ -196,17 +238,27 @@ class TtsPlayer:
         """Send ``pcm`` frame by frame; False if the utterance was stopped."""
         loop = asyncio.get_running_loop()
         i = 0
-        while i < len(pcm):
+        while i < len(pcm) or len(self._replay):
             if not self._resume_event.is_set():
-                paused_at = loop.time()
                 await self._resume_event.wait()
-                pause = loop.time() - paused_at
-                self._paused_total += pause
-                self._origin += pause  # pacing continues where it paused
             if self._stopped:
                 return False
+            if len(self._replay):  # the client dropped it on "paused": send it again first
+                pcm, i = np.concatenate([self._replay, pcm[i:]]), 0
+                self._replay = np.zeros(0, dtype=np.int16)
             if self.realtime:
-                delay = self._origin + self._sent / self.out_rate - self.lead - loop.time()
+                now = loop.time()
+                if self._first_at is None:
+                    self._origin = now  # the caller starts playing when the first frame arrives
+                due = self._origin + self._sent / self.out_rate  # when the caller plays the next sample
+                # Later than a frame: the caller ran dry and its playout restarts with this frame. (Less is
+                # jitter a gateway absorbs; the pacing catches up, so sleep overshoot never accumulates.)
+                if now > due + self.frame_ms / 1000.0:
+                    self._underruns += 1
+                    self._underrun_s += now - due
+                    self._origin += now - due
+                    due = now
+                delay = due - self.lead - now
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue  # paused or stopped while asleep? check again before sending
@@ -215,7 +267,52 @@ class TtsPlayer:
                 self._first_at = self.clock()
             await self.send(BotAudio(frame.copy(), self.out_rate))
             self._sent += len(frame)
+            self._keep_sent(frame)
             i += len(frame)
             if not self.realtime:
                 await asyncio.sleep(0)  # let barge-in events in between frames
         return True
+
+    async def _drain(self, started: float) -> None:
+        """Wait until the caller has played the audio sent ahead (``lead_ms``): until then the bot is
+        still speaking, and a pause in that time must be able to send it again."""
+        loop = asyncio.get_running_loop()
+        while self.realtime and self.lead and not self._stopped:
+            if not self._resume_event.is_set():
+                await self._resume_event.wait()
+                continue
+            if len(self._replay):
+                if not await self._send_frames(np.zeros(0, dtype=np.int16), started):
+                    return
+                continue
+            left = self._origin + self._sent / self.out_rate - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, self.frame_ms / 1000.0))  # wake for a pause within a frame
+
+    def _keep_sent(self, frame: np.ndarray) -> None:
+        """Remember a sent frame; keep the lead, a frame in flight and a frame of slack."""
+        self._tail.append(frame)
+        self._tail_len += len(frame)
+        keep = int(self.lead * self.out_rate) + 2 * self._frame
+        while self._tail_len - len(self._tail[0]) >= keep:
+            self._tail_len -= len(self._tail.popleft())
+
+    def _take_unplayed(self) -> None:
+        """At ``pause()``: the audio sent but not yet played by the caller goes back to be sent again."""
+        if not self.realtime or self._first_at is None or self._paused_clock is None:
+            return
+        played = int((self._paused_clock - self._origin) * self.out_rate)
+        unplayed = max(0, self._sent - played)
+        back: list[np.ndarray] = []
+        taken = 0
+        while self._tail and taken < unplayed:  # whole frames: the one playing is heard again, from its start
+            frame = self._tail.pop()
+            back.append(frame)
+            taken += len(frame)
+        if not back:
+            return
+        self._tail_len -= taken
+        self._replay = np.concatenate([*reversed(back), self._replay])
+        self._sent -= taken
+        self._replayed += taken
