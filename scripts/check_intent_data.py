@@ -2,6 +2,7 @@
 """Validate the intent data set: labels, counts, duplicates within and across splits.
 
 Usage: python scripts/check_intent_data.py [--dir eval/intent] [--threshold 0.6]
+       python scripts/check_intent_data.py --candidates NEW.jsonl [--held-out-max 0.35]
 
 Checks every line of train.jsonl and dev.jsonl is {"text": str, "intent": id}
 with one of the 14 ids of TRIAGE.md, that each label has enough lines
@@ -9,6 +10,13 @@ with one of the 14 ids of TRIAGE.md, that each label has enough lines
 (character 4-gram Jaccard above the threshold after lower-casing and removing
 punctuation and fillers), within a split or across train/dev. Prints a count
 table and the closest cross-split pairs; exits 1 on any problem.
+
+``--candidates`` checks drafted training lines before they go into train.jsonl:
+each is compared with every held-out line (dev.jsonl, ood.jsonl and the caller
+turns of eval/scenarios/scenarios.jsonl) and with train; a draft closer than
+``--held-out-max`` to a held-out line, or above ``--threshold`` to train or to
+another draft, is listed (drop it, do not reword it towards the held-out line);
+exits 1 if any is.
 """
 
 from __future__ import annotations
@@ -120,12 +128,67 @@ def similar_pairs(
     return above, cross
 
 
+def held_out_texts(data_dir: Path) -> list[tuple[str, str]]:
+    """(source, text) of every line training must stay away from: dev, ood and the call scenarios' turns."""
+    out: list[tuple[str, str]] = []
+    for split in ("dev", OOD_SPLIT):
+        path = data_dir / f"{split}.jsonl"
+        if path.is_file():
+            out += [(split, text) for text, _ in load(path)[0]]
+    scenarios = data_dir.parent / "scenarios" / "scenarios.jsonl"
+    if scenarios.is_file():
+        for line in scenarios.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                out += [("scenario", turn) for turn in json.loads(line)["turns"]]
+    return out
+
+
+def check_candidates(path: Path, data_dir: Path, held_out_max: float, threshold: float) -> int:
+    """Drafted lines against the held-out sets and train (see the module docstring)."""
+    drafts, problems = load(path)
+    held = held_out_texts(data_dir)
+    train = load(data_dir / "train.jsonl")[0] if (data_dir / "train.jsonl").is_file() else []
+    held_sets = [grams(t) for _, t in held]
+    train_sets = [grams(t) for t, _ in train]
+    draft_sets = [grams(t) for t, _ in drafts]
+
+    def best(g: frozenset[str], pool: list[frozenset[str]]) -> tuple[float, int]:
+        scores = [len(g & h) / len(g | h) for h in pool]
+        k = max(range(len(scores)), key=scores.__getitem__) if scores else -1
+        return (scores[k] if scores else 0.0), k
+
+    closest = []
+    for n, ((text, intent), g) in enumerate(zip(drafts, draft_sets, strict=True)):
+        score, k = best(g, held_sets)
+        closest.append(score)
+        if score > held_out_max:
+            problems.append(f"{path.name}:{n + 1} [{intent}] {text!r} is {score:.2f} from {held[k][0]} {held[k][1]!r}")
+        score, k = best(g, train_sets)
+        if score > threshold:
+            problems.append(f"{path.name}:{n + 1} [{intent}] {text!r} is {score:.2f} from train {train[k][0]!r}")
+        score, k = best(g, draft_sets[:n])
+        if score > threshold:
+            problems.append(f"{path.name}:{n + 1} [{intent}] {text!r} is {score:.2f} from draft {drafts[k][0]!r}")
+    if closest:
+        ordered = sorted(closest)
+        print(f"{len(drafts)} drafts; closest held-out line per draft: max {ordered[-1]:.2f}, "
+              f"median {ordered[len(ordered) // 2]:.2f} ({len(held)} held-out lines)")
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent.parent / "eval" / "intent")
     parser.add_argument("--threshold", type=float, default=0.6)
     parser.add_argument("--show", type=int, default=10, help="closest cross-split pairs to print")
+    parser.add_argument("--candidates", type=Path, help="drafted training lines to check against the held-out sets")
+    parser.add_argument("--held-out-max", type=float, default=0.35,
+                        help="with --candidates: the most a draft may resemble a held-out line")
     args = parser.parse_args()
+    if args.candidates:
+        return check_candidates(args.candidates, args.dir, args.held_out_max, args.threshold)
 
     problems: list[str] = []
     data: dict[str, list[tuple[str, str]]] = {}

@@ -119,22 +119,26 @@ def _verdicts(classifier, domain, name: str):  # type: ignore[no-untyped-def]
 
 # Measured with the trained model (eval/baselines/README.md): these bounds guard against regressions;
 # the issue's targets (no escalation at all on nonsense, <= 2 % false escalations) are the xfail tests below.
-@pytest.mark.parametrize(("name", "least", "max_escalated"),
-                         [("ood.jsonl", 60, 0.10), ("ood_asr.jsonl", 50, 0.17), ("ood_asr_variant.jsonl", 30, 0.27)])
+# Confident ordinary intents allowed: none typed; spoken, the recognizer sometimes turns nonsense into intent
+# words ("Bestellung, Bestellung, Bestellung, Router, ..." in line noise), which the classifier rightly reads.
+@pytest.mark.parametrize(("name", "least", "max_escalated", "max_confident"),
+                         [("ood.jsonl", 60, 0.06, 0), ("ood_asr.jsonl", 50, 0.17, 1),
+                          ("ood_asr_variant.jsonl", 30, 0.27, 2)])
 def test_spoken_nonsense_gets_no_confident_intent_and_rarely_escalates(classifier, domain, name: str, least: int,
-                                                                       max_escalated: float) -> None:
+                                                                       max_escalated: float,
+                                                                       max_confident: int) -> None:
     """The out-of-domain set typed, spoken by Pico through the phone line, and by the second voice in line
     noise (where the recognizer blanks 21 of 60 lines: an empty turn never reaches the classifier)."""
     examples, predictions, verdicts = _verdicts(classifier, domain, name)
     assert len(examples) >= least
     confident = [(e.text, p.label, round(p.confidence, 3)) for e, p in zip(examples, predictions, strict=True)
                  if p.decision == "act" and p.label not in ("sonstiges", *domain.safety_labels)]
-    assert len(confident) <= 1, confident  # the noisy variant has one; typed and Pico: none
+    assert len(confident) <= max_confident, confident
     assert sum(v is not None for v in verdicts) / len(verdicts) <= max_escalated
 
 
 @pytest.mark.parametrize(("name", "min_recall", "max_false"),
-                         [("dev.jsonl", 1.0, 0.10), ("dev_asr.jsonl", 0.95, 0.13)])
+                         [("dev.jsonl", 1.0, 0.08), ("dev_asr.jsonl", 0.95, 0.10)])
 def test_dev_safety_recall_and_false_escalations(classifier, domain, name: str, min_recall: float,
                                                  max_false: float) -> None:
     examples, _, verdicts = _verdicts(classifier, domain, name)

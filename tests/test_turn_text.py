@@ -30,6 +30,11 @@ def test_examples_are_sentences_against_their_own_prefixes() -> None:
     assert all("Ich rufe an, weil mein Router blinkt. Können Sie helfen?".startswith(p) for p in prefixes)
 
 
+def test_own_training_list_does_not_follow_the_intent_data() -> None:
+    """The intent training files grow (hard negatives, nonsense); this model keeps its fixed snapshot."""
+    assert all(p.is_file() and "intent" not in p.relative_to(REPO_ROOT).parts for p in TRAIN_FILES)
+
+
 def test_training_data_is_not_the_evaluation_material() -> None:
     training = {t.lower().strip(" .?!") for t in read_utterances(TRAIN_FILES)}
     shared = REPO_ROOT.parent / "shared" / "data"

@@ -58,7 +58,7 @@ def fit_operating_points(
     gold: Sequence[str],
     labels: Sequence[str],
     keyword_hits: Sequence[bool] | None = None,
-    miss_cost: float = 20.0,
+    miss_cost: float = 30.0,  # issue 14: 25-40 pick the same points; 20 raised notfall and missed spoken dev lines
     safety_labels: Sequence[str] = SAFETY_LABELS,
     ceiling: float = 0.5,
     floor: float = 0.02,

@@ -7,11 +7,12 @@ features of the transcript's end (last words, their suffixes, word bigrams/trigr
 end, open conjunctions earlier on, length), trained on complete utterances (positives) against
 their own prefixes cut at word boundaries (negatives).
 
-Training data (committed, small): ``eval/intent/train.jsonl`` and ``train_asr.jsonl`` (caller
-utterances, the second as whisper heard them) and ``eval/turn/sentences_de.jsonl`` (general
-German written for this). The German turn-end evaluation's transcripts (``../shared/data``)
-are never trained on. Training takes seconds, so ``load`` trains and caches the model in the
-models dir, keyed by the data's hash; nothing large is committed.
+Training data (committed, small): ``eval/turn/callers_de.jsonl`` (caller utterances, typed and as
+whisper heard them: a fixed snapshot of the intent training lines, so intent data can grow without
+moving this model) and ``eval/turn/sentences_de.jsonl`` (general German written for this). The
+German turn-end evaluation's transcripts (``../shared/data``) are never trained on. Training takes
+seconds, so ``load`` trains and caches the model in the models dir, keyed by the data's hash;
+nothing large is committed.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import numpy as np
 from voicebot.config import REPO_ROOT
 from voicebot.turn.cues import CONJUNCTIONS, tokens
 
+# Its own list, not eval/intent/train*.jsonl: more intent lines (hard negatives, nonsense) shifted
+# P(complete) for finished verb-final sentences, so the intent data must not move this model.
 TRAIN_FILES = (
-    REPO_ROOT / "eval" / "intent" / "train.jsonl",
-    REPO_ROOT / "eval" / "intent" / "train_asr.jsonl",
+    REPO_ROOT / "eval" / "turn" / "callers_de.jsonl",
     REPO_ROOT / "eval" / "turn" / "sentences_de.jsonl",
 )
 CACHE_NAME = "text-eou-de"
