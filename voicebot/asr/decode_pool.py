@@ -78,10 +78,10 @@ class DecodePool:
         self.in_flight = 0
         self.hurried = 0  # finals decoded greedily because others were waiting
         # Engines that size a final's window themselves take ``final=`` (test fakes may not).
-        self._final_kw = _takes(getattr(transcriber, "transcribe", None), "final")
-        self._final_kw_batch = _takes(getattr(transcriber, "transcribe_batch", None), "final")
-        self._window_kw = _takes(getattr(transcriber, "transcribe", None), "window_s")
-        self._window_kw_batch = _takes(getattr(transcriber, "transcribe_batch", None), "window_s")
+        self._final_kw = accepts(getattr(transcriber, "transcribe", None), "final")
+        self._final_kw_batch = accepts(getattr(transcriber, "transcribe_batch", None), "final")
+        self._window_kw = accepts(getattr(transcriber, "transcribe", None), "window_s")
+        self._window_kw_batch = accepts(getattr(transcriber, "transcribe_batch", None), "window_s")
 
     @property
     def running(self) -> bool:
@@ -178,7 +178,8 @@ class DecodePool:
         return [r for r in results if r is not None]
 
 
-def _takes(method: Callable[..., Any] | None, name: str) -> bool:
+def accepts(method: Callable[..., Any] | None, name: str) -> bool:
+    """Whether an engine's or ASR client's method takes the keyword ``name`` (remote ones may not)."""
     if method is None:
         return False
     try:

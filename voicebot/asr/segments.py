@@ -27,9 +27,8 @@ With ``turn.speculate`` a speculation starts at ``turn.speculate_after_ms``; its
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -51,16 +50,6 @@ if TYPE_CHECKING:
 MIN_TAIL_VOICED_MS = 100
 # Words of the kept segments' text given as the next segment's prompt (as partials do after a cut).
 PROMPT_WORDS = 40
-
-
-def accepts(method: Callable[..., Any] | None, name: str) -> bool:
-    """Whether an ASR client's method takes the keyword ``name`` (remote clients may not)."""
-    if method is None:
-        return False
-    try:
-        return name in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def join_results(parts: Sequence[TranscriptionResult]) -> TranscriptionResult:

@@ -58,10 +58,11 @@ from typing import Any
 import numpy as np
 
 from voicebot.asr.commit import LocalAgreement
+from voicebot.asr.decode_pool import accepts
 from voicebot.asr.guards import clean_transcript
 from voicebot.asr.partials import PartialDecoding
 from voicebot.asr.scheduler import AsrScheduler
-from voicebot.asr.segments import SegmentedFinals, accepts
+from voicebot.asr.segments import SegmentedFinals
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult
 from voicebot.asr.turns import GuardEvent as GuardEvent
 from voicebot.asr.turns import Pending as Pending
