@@ -121,6 +121,17 @@ async def test_a_turn_with_pauses_is_decoded_in_segments_with_absolute_word_time
         assert after.committed.startswith(before.committed)
 
 
+async def test_a_part_shorter_than_segment_min_s_is_not_kept(transcriber, settings, vad_model, sentences) -> None:
+    """A part shorter than ``asr.segment_min_s`` is decoded with what follows, not alone: a short "Ja." decoded
+    on its own loses Whisper's context (a telephone scenario's "Ja. Genau." came back at confidence 0.19)."""
+    s = _settings(settings, segment_min_s=30.0)  # longer than any part of this turn
+    audio, _ = _turn([sentences[0][1], sentences[2][1]])
+    frames, recognizer = await _phone_call(transcriber, s, vad_model, audio)
+    assert recognizer.segment_stats["kept"] == 0 and recognizer.segment_stats["segmented_turns"] == 0
+    (final,) = _finals(frames)
+    assert wer([f"{sentences[0][0]} {sentences[2][0]}"], [final.text]) <= 0.3, final.text
+
+
 async def test_the_speculative_final_is_the_joined_text(transcriber, settings, vad_model, sentences) -> None:
     """turn.speculate: a speculation at a sentence pause is dropped as an answer but kept as a segment;
     the last speculative final holds both sentences and is exactly the final."""
