@@ -159,7 +159,7 @@ class SegmentedFinals:
             return  # the machine is behind: no early work now (the next pause or the end decodes it)
         audio = self.endpointer.current_turn_audio()
         segment = self._decode(turn, audio, len(audio))
-        turn.pending, turn.speculation, turn.speculation_samples = segment, segment.task, segment.end
+        turn.pending = segment
         if self._speculate:
             self._spec_seq += 1
             self.scheduler.cancel_partials(self.call_id)  # the final-quality decode supersedes them
@@ -178,7 +178,7 @@ class SegmentedFinals:
         """Speech resumed after a long enough pause: the early decode is the next kept segment."""
         assert turn.pending is not None
         turn.segments.append(turn.pending)
-        turn.pending, turn.speculation = None, None
+        turn.pending = None
         turn.voiced_since_cut = 1  # this frame is voiced
         self.segment_stats["kept"] += 1
 
@@ -187,7 +187,7 @@ class SegmentedFinals:
         assert turn.pending is not None
         self.speculation["wasted"] += 1
         task = turn.pending.task
-        turn.pending, turn.speculation = None, None
+        turn.pending = None
         if task is None:
             return
         if task.done() and not task.cancelled() and task.exception() is None and (result := task.result()):
@@ -240,7 +240,7 @@ class SegmentedFinals:
         """A speculation finished: publish it (joined with the kept segments) while it still holds."""
         if task.cancelled() or task.exception() is not None or task.result() is None:
             return
-        if self._turn is not turn or turn.speculation is not task or turn.pending is None:
+        if self._turn is not turn or turn.pending is None or turn.pending.task is not task:
             return  # the turn ended (the final uses it as it is) or speech resumed (void or kept)
         parts = [*turn.segments, turn.pending]
         self._out.append(SpeculativeFinal(seq, self._transcript(

@@ -179,7 +179,7 @@ class StreamingRecognizer(PartialDecoding, SegmentedFinals):
                 self._on_event(event)
             if not events and self.endpointer.time != analysed:
                 self._watch_silence()
-        if self._turn is None or self._turn.speculation is None or not self._speculate:
+        if self._turn is None or self._turn.pending is None or not self._speculate:
             self._maybe_partial()  # no partials while a speculation holds the turn as it is
         return self._drain()
 

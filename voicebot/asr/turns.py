@@ -50,9 +50,7 @@ class _Turn:
     emitted_seq: int = -1
     last_text: str = ""
     silence_frames: int = 0  # analysed frames of trailing silence
-    speculation: asyncio.Task[TranscriptionResult | None] | None = None  # early final decode
-    speculation_samples: int = 0  # turn audio the early decode covers
-    # Pause-segmented finals: the kept segments (decoded or decoding), the early decode's segment,
+    # Pause-segmented finals: the kept segments (decoded or decoding), the early decode's segment (the speculation),
     # and the voiced frames heard since the last cut (a tail without speech is not decoded).
     segments: list[Segment] = field(default_factory=list)
     pending: Segment | None = None
