@@ -45,7 +45,7 @@ def turn(policy: CallPolicy, domain: Domain, text: str, label: str = "sonstiges"
 def test_greeting_discloses_the_assistant_and_the_way_to_a_person(domain: Domain) -> None:
     step = CallPolicy(domain, "c1").start()
     assert step.action == "greet" and not step.end_call
-    assert "automatische Assistent" in step.say  # the AI disclosure
+    assert "Automatischer Assistent" in step.say  # the AI disclosure
     assert "sagen Sie Mitarbeiter" in step.say  # the way to a person, said the way the keyword net hears it
 
 
