@@ -20,6 +20,11 @@ dropped ones:
 
     .venv/bin/python scripts/bench_load.py --phone --calls 1,16,32 --duration 90 [--max-calls 16]
 
+Voice→voice counts from the turn's last voiced frame (``voiced_end_s`` in the turns' manifest: a
+sentence may end in its recording's room noise). "bot cut in" counts answers begun while the caller
+was still speaking a turn (a pause between two sentences taken for its end). ``--trace`` keeps each
+call's timeline (caller speech, finals, bot replies, barge-ins) in the --out JSON.
+
 Side by side in one run (levels interleaved, so the machine's load falls on every server alike):
 ``--before-tree DIR`` also runs the server of another checkout (e.g. ``git archive HEAD | tar -x -C DIR``)
 with this venv and models; ``--variant LABEL:KEY=VALUE[,KEY=VALUE]`` (repeatable) this checkout's
@@ -94,6 +99,8 @@ def run_phone(argv: list[str]) -> int:
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra VOICEBOT_* settings for the server (repeatable)")
     ap.add_argument("--out", type=Path, default=OUT / "bench-load-phone.json")
+    ap.add_argument("--trace", action="store_true",
+                    help="keep every call's event timeline (caller speech, finals, bot replies) in the --out JSON")
     ap.add_argument("--before-tree", type=Path, default=None,
                     help="also run the server of this checkout (same venv and models), side by side")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
@@ -126,7 +133,8 @@ def run_phone(argv: list[str]) -> int:
                 print(f"bench load --phone: {n} calls for {args.duration:.0f} s (load avg {before[0]:.1f})",
                       file=sys.stderr, flush=True)
                 r = asyncio.run(run_load(server.url, n, args.duration, clips, server_pid=server.pid,
-                                         encoding="mulaw", sample_rate=8000, seed=args.seed))
+                                         encoding="mulaw", sample_rate=8000, seed=args.seed,
+                                         trace=args.trace))
                 r["load_avg_1m"] = [round(before[0], 2), round(os.getloadavg()[0], 2)]
                 r["server_label"] = label
                 runs[key] = r
@@ -147,7 +155,7 @@ def phone_table(result: dict[str, Any]) -> str:
     def f(x: float | None) -> str:
         return "–" if x is None else f"{x:.0f}"
 
-    head = ("| offered calls | calls done | refused (full) | dropped | errored | turns (unanswered) | "
+    head = ("| offered calls | calls done | refused (full) | dropped | errored | turns (unanswered, bot cut in) | "
             "voice→voice p50 / p95 / p99 ms | final p50 / p95 ms | partial lag p50 / p95 ms | "
             "server: endpoint / asr / intent / tts p50 ms | server CPU % mean | client late p95 ms | "
             "load avg 1m before → after |")
@@ -160,7 +168,8 @@ def phone_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {n} | {r['completed_calls']} | {r.get('refused_calls', 0)} | {r['dropped_calls']} | "
             f"{r['errored_calls']} | "
-            f"{r['turns']} ({r['unanswered_turns']}) | {f(v['p50'])} / {f(v['p95'])} / {f(v['p99'])} | "
+            f"{r['turns']} ({r['unanswered_turns']}, {r.get('cut_ins', '–')}) | "
+            f"{f(v['p50'])} / {f(v['p95'])} / {f(v['p99'])} | "
             f"{f(fin['p50'])} / {f(fin['p95'])} | {f(lag['p50'])} / {f(lag['p95'])} | {spans} | "
             f"{f(r['server']['cpu_percent']['mean'])} | {f(r['client_late_ms']['p95'])} | "
             f"{r['load_avg_1m'][0]} → {r['load_avg_1m'][1]} |")

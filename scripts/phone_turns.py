@@ -28,6 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from voicebot.eval.asr_cases import RATE, SourceClip, line_noise, load_sources, trimmed  # noqa: E402
 
+# The caller's last voiced frame: the end of the last 20 ms frame at least this loud. Every sentence is
+# levelled to -26 dBFS RMS and the hiss sits at -45, while a Common Voice clip's own room noise after
+# its last word (up to 1.4 s, levelled with the speech) stays under it. The load benchmark measures
+# voice->voice from that frame, not from the end of the clip.
+VOICED_DBFS = -35.0
+VOICED_FRAME_S = 0.02
 MIN_TURN_S = 3.0
 MAX_TURN_S = 20.0
 PAUSE_S = (0.3, 0.8)
@@ -42,6 +48,16 @@ class PhoneTurn:
     @property
     def seconds(self) -> float:
         return len(self.audio) / RATE
+
+    @property
+    def voiced_end_s(self) -> float:
+        """Where the caller's last voiced frame ends (s from the start of the turn)."""
+        frame = int(VOICED_FRAME_S * RATE)
+        n = len(self.audio) // frame
+        x = self.audio[: n * frame].astype(np.float64).reshape(n, frame)
+        level = 10 * np.log10(np.mean(x * x, axis=1) / 32768.0**2 + 1e-12)
+        loud = np.flatnonzero(level >= VOICED_DBFS)
+        return round((int(loud[-1]) + 1) * VOICED_FRAME_S, 3) if len(loud) else self.seconds
 
 
 def build_turns(n: int, *, seed: int = 5, noise_dbfs: float | None = -45.0,
@@ -89,7 +105,8 @@ def write_turns(out_dir: Path, turns: list[PhoneTurn]) -> Path:
             w.setsampwidth(2)
             w.setframerate(RATE)
             w.writeframes(turn.audio.astype("<i2").tobytes())
-        rows.append({"audio": path.name, "text": turn.text, "seconds": round(turn.seconds, 3)})
+        rows.append({"audio": path.name, "text": turn.text, "seconds": round(turn.seconds, 3),
+                     "voiced_end_s": turn.voiced_end_s})
     manifest = out_dir / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return manifest
@@ -99,7 +116,8 @@ def provision_turns(n: int, *, seed: int, noise_dbfs: float = -45.0) -> Path:
     """The folder of ``n`` phone turns for ``seed`` under eval/audio/ (git-ignored), built once and reused."""
     noise = "" if noise_dbfs == -45.0 else f"-noise{noise_dbfs:g}"  # the benchmarks' default hiss keeps its old name
     out_dir = Path(__file__).resolve().parents[1] / "eval" / "audio" / f"phone-turns-s{seed}-n{n}{noise}"
-    if not (out_dir / "manifest.jsonl").is_file():
+    manifest = out_dir / "manifest.jsonl"
+    if not manifest.is_file() or '"voiced_end_s"' not in manifest.read_text(encoding="utf-8"):
         write_turns(out_dir, build_turns(n, seed=seed, noise_dbfs=noise_dbfs))
     return out_dir
 

@@ -7,8 +7,11 @@ German clip from ../shared/data/speech-de, and so on. When the server ends a cal
 (a handoff or goodbye), the caller dials again, so N calls stay up for the whole
 duration. Measured per turn, on the caller's side of the socket:
 
-* voice→voice: from the moment the caller's last speech sample was sent to the
+* voice→voice: from the moment the caller's last voiced frame was sent (the clip's end, or
+  its manifest's ``voiced_end_s``: phone turns may end in their recording's room noise) to the
   first byte of bot audio received after it (includes the endpointer's silence);
+* cut-ins: bot utterances begun while the caller was still speaking a turn (the bot
+  took a pause between two sentences for the end of the turn);
 * final transcript latency: end of speech → ``transcript.final`` received;
 * partial lag: ``transcript.partial`` arrival minus the send time of the audio
   its ``end`` refers to (how far the live transcript trails the speech);
@@ -34,21 +37,19 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from voicebot.eval.load_line import FRAME_MS, SPANS, CallerStats, _Line
 from voicebot.eval.procsample import progress_bar, sample_processes
 from voicebot.eval.stats import summarize
 
-FRAME_MS = 20
 GREETING_WAIT_S = 6.0  # speak anyway if the bot has said nothing by then
 RESPONSE_WAIT_S = 8.0  # ... or if it has not answered a turn by then
 PAUSE_S = (0.4, 1.2)  # natural pause before speaking once the bot is quiet
 REDIAL_S = 0.5
 CLOSE_TRY_LATER = 1013  # the server is full or going away: a refusal, not a drop
-REFUSAL_CODES = frozenset({"busy", "not_ready", "shutting_down"})
-SPANS = ("endpoint_ms", "asr_ms", "intent_ms", "tts_first_audio_ms", "voice_to_voice_ms", "eot_model_ms")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Clip:
     name: str
     payload: bytes  # encoded audio
     seconds: float
+    # Where the last voiced frame ends (s), when the manifest says (``voiced_end_s``, phone turns): a clip
+    # may end in its recording's room noise, and voice->voice counts from the caller's last word.
+    voiced_s: float | None = None
 
 
 def load_clips(speech_dir: Path, *, encoding: str = "pcm_s16le", sample_rate: int = 16000,
@@ -80,91 +84,12 @@ def load_clips(speech_dir: Path, *, encoding: str = "pcm_s16le", sample_rate: in
         else:
             payload = resample(pcm, rate, sample_rate).astype("<i2").tobytes()
         bytes_per_sample = 1 if encoding == "mulaw" else 2
-        clips.append(Clip(row["audio"], payload, len(payload) / bytes_per_sample / sample_rate))
+        voiced = row.get("voiced_end_s")
+        clips.append(Clip(row["audio"], payload, len(payload) / bytes_per_sample / sample_rate,
+                          None if voiced is None else float(voiced)))
     if not clips:
         raise ValueError(f"no clips of at least {min_seconds} s in {manifest}")
     return clips
-
-
-@dataclass
-class CallerStats:
-    """Everything one caller slot measured (over all the calls it made)."""
-
-    calls_started: int = 0
-    calls_completed: int = 0  # ended cleanly, by the server or at the end of the run
-    calls_dropped: int = 0
-    calls_refused: int = 0  # the server was full (503, or busy + close 1013): the caller redials
-    calls_errored: int = 0
-    turns: int = 0
-    unanswered_turns: int = 0
-    handoffs: int = 0
-    voice_to_voice: list[float] = field(default_factory=list)
-    final_latency: list[float] = field(default_factory=list)
-    partial_lag: list[float] = field(default_factory=list)
-    client_late: list[float] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    spans: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in SPANS})
-
-
-class _Line:
-    """One call's state, shared by the sending loop and the receiving task."""
-
-    def __init__(self, sample_rate: int, bytes_per_sample: int, frame_ms: int = FRAME_MS) -> None:
-        self.rate = sample_rate
-        self.frame_ms = frame_ms
-        self.bps = bytes_per_sample
-        self.sent_at: list[float] = []  # wall time each frame went out (index = frame number)
-        self.bot_until = 0.0  # when the bot audio received so far finishes playing
-        self.bot_heard = False
-        self.speech_end: float | None = None  # wall time the last turn's speech ended
-        self.answered = True
-        self.final_seen = True
-        self.reply_started = False  # the bot began a new utterance after the caller's last turn
-        self.ended = False
-        self.handed_off = False
-        self.error = False
-        self.refused = False  # a ``busy`` error: the server was full after all
-
-    def bot_speaking(self, now: float) -> bool:
-        return now < self.bot_until
-
-    def on_audio(self, data: bytes, now: float, stats: CallerStats) -> None:
-        self.bot_heard = True
-        self.bot_until = max(self.bot_until, now) + len(data) / self.bps / self.rate
-        # Only audio of an utterance begun after the turn counts: a late tail of an earlier answer
-        # (a busy server, a caller who stopped waiting) must not pass for a fast reply.
-        if self.speech_end is not None and not self.answered and self.reply_started:
-            self.answered = True
-            stats.voice_to_voice.append((now - self.speech_end) * 1000.0)
-
-    def on_event(self, event: dict[str, Any], now: float, stats: CallerStats) -> None:
-        kind = event.get("type")
-        if kind == "transcript.partial" and self.sent_at:
-            end = float(event.get("end") or 0.0)
-            frame = min(len(self.sent_at) - 1, int(end * 1000 / self.frame_ms))
-            if end > 0:
-                stats.partial_lag.append((now - self.sent_at[frame]) * 1000.0)
-        elif kind == "transcript.final" and self.speech_end is not None and not self.final_seen:
-            self.final_seen = True
-            stats.final_latency.append((now - self.speech_end) * 1000.0)
-        elif kind in ("bot.utterance", "bot.audio.start") and self.speech_end is not None:
-            self.reply_started = True
-        elif kind == "handoff":
-            self.handed_off = True
-            stats.handoffs += 1
-        elif kind == "latency":
-            for name in SPANS:
-                value = event.get(name)
-                if isinstance(value, int | float) and value >= 0:
-                    stats.spans[name].append(float(value))
-        elif kind == "error":
-            if event.get("code") in REFUSAL_CODES:
-                self.refused = True
-                return
-            self.error = True
-            stats.problems.append(f"error event: {event.get('code')}: {event.get('message')}")
-        elif kind == "call.end":
-            self.ended = True
 
 
 async def _receive(ws: Any, line: _Line, stats: CallerStats) -> None:
@@ -187,7 +112,7 @@ async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.R
     bps = 1 if encoding == "mulaw" else 2
     frame_bytes = sample_rate * frame_ms // 1000 * bps
     silence = (b"\xff" if encoding == "mulaw" else b"\x00") * frame_bytes  # µ-law 0xFF is digital silence
-    line = _Line(sample_rate, bps, frame_ms)
+    line = _Line(sample_rate, bps, frame_ms, call_id)
     stats.calls_started += 1
     async with websockets.connect(url, max_size=None, open_timeout=20, ping_interval=None) as ws:
         await ws.send(json.dumps({"type": "start", "encoding": encoding, "sample_rate": sample_rate,
@@ -196,6 +121,7 @@ async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.R
         started = time.perf_counter()
         speech: bytes = b""
         speak_at: float | None = None
+        voiced_left: int | None = None  # bytes of this turn until its last voiced frame has been sent
         tick = started
         try:
             while not line.ended and not receiver.done():
@@ -204,10 +130,8 @@ async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.R
                     break
                 if line.handed_off and not speech and not line.bot_speaking(now):
                     break  # a human would take it from here; the simulated caller hangs up and dials again
-                last_of_turn = False
                 if speech:
                     chunk, speech = speech[:frame_bytes], speech[frame_bytes:]
-                    last_of_turn = not speech
                 else:
                     chunk = silence
                     speaking = line.bot_speaking(now)
@@ -224,14 +148,25 @@ async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.R
                             stats.unanswered_turns += 1
                         clip = rng.choice(clips)
                         speech, speak_at = clip.payload, None
+                        voiced_left = len(speech) if clip.voiced_s is None else int(clip.voiced_s * sample_rate) * bps
+                        line.note(stats, now, "caller.speech.start", f"{clip.seconds:.1f} s {clip.name}")
+                        line.caller_talking = True
                         stats.turns += 1
                         chunk, speech = speech[:frame_bytes], speech[frame_bytes:]
                 await ws.send(chunk)
                 sent = time.perf_counter()
                 line.sent_at.append(sent)
-                if last_of_turn:
-                    # A frame leaves once its 20 ms have been spoken: the caller fell silent now.
+                last_voiced = False
+                if voiced_left is not None:  # a turn is being spoken
+                    voiced_left -= len(chunk)
+                    last_voiced = voiced_left <= 0 or not speech
+                if last_voiced:
+                    # A frame leaves once its 20 ms have been spoken: the caller's last word ended now (the
+                    # clip's own room noise after it, if any, is still sent).
+                    voiced_left = None
+                    line.caller_talking = False
                     line.speech_end = sent
+                    line.note(stats, sent, "caller.speech.end")
                     line.answered, line.final_seen, line.reply_started = False, False, False
                 # An absolute frame clock: sending late does not shift later frames (no drift).
                 tick += frame_ms / 1000.0
@@ -279,10 +214,10 @@ _RUN_ID = uuid.uuid4().hex[:8]
 
 
 async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, start_delay: float,
-                  encoding: str, sample_rate: int, frame_ms: int, seed: int) -> CallerStats:
+                  encoding: str, sample_rate: int, frame_ms: int, seed: int, trace: bool = False) -> CallerStats:
     import websockets
 
-    stats = CallerStats()
+    stats = CallerStats(trace=[] if trace else None)
     run_id = _RUN_ID  # call ids are never reused on a server: one nonce per benchmark process
     rng = random.Random(seed * 1000 + index)  # each caller its own, repeatable choice of clips and pauses
     await asyncio.sleep(start_delay)
@@ -306,7 +241,7 @@ async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, 
 
 async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip], *, server_pid: int | None = None,
                    encoding: str = "pcm_s16le", sample_rate: int = 16000, frame_ms: int = FRAME_MS,
-                   seed: int = 1, progress: bool = True) -> dict[str, Any]:
+                   seed: int = 1, progress: bool = True, trace: bool = False) -> dict[str, Any]:
     """``calls`` concurrent callers for ``duration`` seconds; the JSON-ready numbers for this N."""
     ramp = min(2.0, duration / 10)  # arrivals spread over a moment, not one thundering herd
     deadline = time.perf_counter() + duration
@@ -314,7 +249,7 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
     sampler = asyncio.create_task(sample_processes(server_pid, stop))
     ticker = asyncio.create_task(progress_bar(calls, duration, stop)) if progress else None
     results = await asyncio.gather(*(
-        _caller(i, url, clips, deadline, ramp * i / max(1, calls), encoding, sample_rate, frame_ms, seed)
+        _caller(i, url, clips, deadline, ramp * i / max(1, calls), encoding, sample_rate, frame_ms, seed, trace)
         for i in range(calls)
     ))
     stop.set()
@@ -324,13 +259,13 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
     merged = CallerStats()
     for s in results:
         for name in ("calls_started", "calls_completed", "calls_dropped", "calls_refused", "calls_errored", "turns",
-                     "unanswered_turns", "handoffs"):
+                     "unanswered_turns", "handoffs", "cut_ins"):
             setattr(merged, name, getattr(merged, name) + getattr(s, name))
         for name in ("voice_to_voice", "final_latency", "partial_lag", "client_late", "problems"):
             getattr(merged, name).extend(getattr(s, name))
         for name in SPANS:
             merged.spans[name].extend(s.spans[name])
-    return {
+    result: dict[str, Any] = {
         "concurrency": calls,
         "started_calls": merged.calls_started,
         "completed_calls": merged.calls_completed - merged.calls_errored,
@@ -340,6 +275,7 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
         "turns": merged.turns,
         "unanswered_turns": merged.unanswered_turns,
         "handoffs": merged.handoffs,
+        "cut_ins": merged.cut_ins,
         "voice_to_voice_ms": summarize(merged.voice_to_voice, 1),
         "final_latency_ms": summarize(merged.final_latency, 1),
         "partial_lag_ms": summarize(merged.partial_lag, 1),
@@ -351,6 +287,9 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
         # What went wrong, by kind (call ids stripped), so a collapse can be told apart from a few hiccups.
         "problem_counts": dict(Counter(re.sub(r"^call \S+: ", "", p) for p in merged.problems).most_common(10)),
     }
+    if trace:  # every call's timeline, in order: which turn went unanswered, and what the server did instead
+        result["trace"] = [asdict(e) for s in results for e in (s.trace or [])]
+    return result
 
 
 def load_result(runs: dict[int, dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
