@@ -206,3 +206,58 @@ def test_the_end_of_turn_model_ends_a_finished_sentence_early(settings: Settings
     assert call.session.end_of_turn.decisions == ["confident"]
     assert call.ended_early, "the turn was still open after 0.7 s of silence"
     assert next(e for e in call.events if e["type"] == "intent")["label"] == "mitarbeiter"
+
+
+def _continuation_call(settings: Settings, wait_s: float) -> Call:
+    """The caller interrupts the greeting with a concern, the bot answers, and ``wait_s`` after the
+    answer's first audio the caller talks over it (a long fake voice: the answer is still playing)."""
+    long_voice = replace(settings, tts=replace(settings.tts, voice="fake-long"))
+
+    async def run() -> Call:
+        async with Call(long_voice) as call:
+            await call.until(lambda: call.audio_frames > 5)
+            await call.say(_tone(1.6))
+            await call.until(lambda: call.types().count("bot.audio.start") == 2)  # the answer's first audio
+            if wait_s:
+                await call.silence(wait_s)
+            await call.say(_tone(1.6))
+            await call.until(lambda: call.types().count("intent") == 2)
+        return call
+
+    return asyncio.run(run())
+
+
+def test_an_answer_the_caller_talks_over_at_once_is_taken_back_and_both_parts_are_one_turn(
+        settings: Settings) -> None:
+    call = _continuation_call(settings, wait_s=0.0)
+    turns = call.session.record.turns
+    assert turns[0]["action"] == turns[1]["action"], turns  # the merged turn is answered from the same state
+    assert turns[1]["caller"] == f"{TEXT} {TEXT}"
+    assert call.session.continuations.taken_back == 1
+    actions = [e["action"] for e in call.events if e["type"] == "bargein"]
+    assert actions.count("stopped") == 2  # the greeting, then the answer
+
+
+def test_a_caller_who_heard_the_answer_first_starts_a_new_turn(settings: Settings) -> None:
+    call = _continuation_call(settings, wait_s=1.6)  # past turn.continuation_ms (1.2 s)
+    turns = call.session.record.turns
+    assert turns[1]["caller"] == TEXT
+    assert call.session.continuations.taken_back == 0
+
+
+def test_restore_policy_puts_the_shared_policy_back_in_place(settings: Settings) -> None:
+    from voicebot.call.continuation import restore_policy
+    from voicebot.call.speculation import fork_policy
+    from voicebot.dialog.policy import CallPolicy
+    from voicebot.nlu.intent import IntentPrediction
+
+    policy = CallPolicy(load_domain(settings.dialog.domain), "c")
+    policy.start()
+    before = fork_policy(policy)
+    labels = ("rechnung", "sonstiges")
+    prediction = IntentPrediction.from_probabilities(labels, np.array([0.97, 0.03]), "act")
+    policy.on_turn("Ich habe eine Frage zu meiner Rechnung.", 0.9, prediction, {})
+    assert policy.state != before.state
+    shared = policy
+    restore_policy(policy, before)
+    assert shared is policy and policy.state == before.state and policy.intent_label == before.intent_label

@@ -289,6 +289,11 @@ class TurnSettings:
     # (p50 1052 vs 1556 ms). scripts/bench_speculation.py measures it side by side.
     speculate: bool = False
     speculate_after_ms: Annotated[float, Field(ge=0)] = 120.0  # silence before a speculation starts
+    # Continuations (voicebot.call.continuation): caller voice that starts within this (ms) of the first audio
+    # of the bot's answer and stops it means the caller was not done (a pause between two sentences looked
+    # like the end of the turn). That answer is taken back (unless it routed or handed off) and both parts
+    # are answered as one turn. A caller answering the bot's question has heard it first. 0 = off.
+    continuation_ms: NonNegative = 1200
 
 
 @dataclass(frozen=True)

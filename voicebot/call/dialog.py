@@ -6,7 +6,9 @@ For each turn it publishes, in order: ``Intent``, ``Route``, ``Handoff`` (as the
 policy decides), ``TurnDecided`` (the turn's record), then the ``BotUtterance``
 for the speaker. The greeting is the policy's first step. A turn that a speculation
 (``voicebot.call.speculation``) already answered takes its intent and slots from it;
-the policy step is applied here, on commit, and only here.
+the policy step is applied here, on commit, and only here. An answer the caller talked
+over because they were not done yet is taken back (``voicebot.call.continuation``): the
+policy returns to before it and both parts are answered as one turn.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Callable
 
 from voicebot.call.bus import FrameBus
 from voicebot.call.clients import IntentClient
-from voicebot.call.speculation import SpeculationStage
+from voicebot.call.continuation import ContinuationTracker
+from voicebot.call.speculation import SpeculationStage, fork_policy
 from voicebot.dialog.policy import CallPolicy, PolicyStep
 from voicebot.frames import BotUtterance, Error, TurnDecided, UserTurn
 from voicebot.nlu.slots import extract_slots
@@ -30,10 +33,11 @@ log = logging.getLogger(__name__)
 class DialogStage:
     def __init__(
         self, policy: CallPolicy, intent: IntentClient, bus: FrameBus, *, bot_active: Callable[[], bool],
-        speculation: SpeculationStage | None = None,
+        speculation: SpeculationStage | None = None, continuations: ContinuationTracker | None = None,
     ) -> None:
         self.policy = policy
         self.speculation = speculation
+        self.continuations = continuations
         self.intent = intent
         self.bus = bus
         self.bot_active = bot_active  # False while a human has the call
@@ -69,6 +73,8 @@ class DialogStage:
                 self.bus.poke()
 
     async def _handle(self, turn: UserTurn) -> None:
+        if self.continuations is not None:
+            turn = self.continuations.take_back(turn, self.policy)
         transcript = turn.transcript
         text = transcript.text
         answer = await self.speculation.take(transcript) if self.speculation is not None else None
@@ -79,7 +85,10 @@ class DialogStage:
         else:
             prediction = await self.intent.predict(text)
             slots = extract_slots(text)
+        before = fork_policy(self.policy) if self.continuations is not None else None
         step = self.policy.on_turn(text, transcript.confidence, prediction, slots)
+        if self.continuations is not None and before is not None:
+            self.continuations.answered(turn, before, step)
         decided = TurnDecided(
             caller=text, asr_confidence=round(transcript.confidence, 4), intent=prediction.label,
             confidence=round(prediction.confidence, 4), slots=slots, say=step.say, action=step.action,

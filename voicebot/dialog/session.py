@@ -25,6 +25,7 @@ from typing import Any
 
 from voicebot.call.bus import FrameBus
 from voicebot.call.clients import EngineClients
+from voicebot.call.continuation import ContinuationTracker
 from voicebot.call.dialog import DialogStage
 from voicebot.call.eot import EndOfTurnStage
 from voicebot.call.events import EventObserver, EventSink
@@ -94,8 +95,9 @@ class CallSession:
         self.speculation = (SpeculationStage(self.policy, clients.intent, self.speech, self.bus,
                                              can_speculate=self._can_speculate)
                             if settings.turn.speculate else None)
+        self.continuations = ContinuationTracker(self.bus, settings.turn.continuation_ms / 1000.0)
         self.dialog = DialogStage(self.policy, clients.intent, self.bus, bot_active=self._bot_active,
-                                  speculation=self.speculation)
+                                  speculation=self.speculation, continuations=self.continuations)
         self.latency = LatencyObserver(self.bus)
         self._record = RecordObserver(self.bus)
         self.events = EventObserver(self.bus, call_id, emit, self.latency)
