@@ -104,6 +104,34 @@ def test_silero_window_by_window_equals_batch(silero_model: SileroVadModel, padd
     assert np.allclose(interleaved, stepwise, atol=1e-5)
 
 
+def test_deferred_windows_leave_silero_where_running_each_would(silero_model: SileroVadModel, padded_clip) -> None:
+    """Gated frames run later, batched with the next frame that counts: the probabilities of the frames that
+    count and the recurrent state are what running every frame gives; so are the endpointer's events."""
+    audio = padded_clip[0]
+    audio = audio[: len(audio) // 512 * 512]
+    stepwise, deferring = SileroVad(silero_model), SileroVad(silero_model)
+    counted, deferred_probs = [], []
+    for k, i in enumerate(range(0, len(audio), 512)):
+        window = audio[i : i + 512]
+        prob = stepwise.is_speech(window)
+        if k % 7 in (1, 2, 3) or k < 40:  # runs of 3 deferred windows, and a first run longer than the cap
+            deferring.defer(window)
+        else:
+            counted.append(prob)
+            deferred_probs.append(deferring.is_speech(window))
+    assert np.allclose(deferred_probs, counted, atol=1e-5)
+    last = np.zeros(512, np.int16)
+    assert deferring.is_speech(last) == pytest.approx(stepwise.is_speech(last), abs=1e-5)
+    assert np.allclose(deferring._h, stepwise._h, atol=1e-5) and np.allclose(deferring._c, stepwise._c, atol=1e-5)
+
+    # A quiet line under the gate between two turns: the same events with gated frames deferred or not.
+    quiet_line = white_noise(3.0, -65.0, seed=3)
+    stream = np.concatenate([audio, quiet_line, audio, quiet_line])
+    events = [feed(make_endpointer(silero_model, defer_gated_frames=d), stream) for d in (False, True)]
+    assert [type(e) for e in events[0]] == [SpeechStarted, SpeechEnded] * 2
+    assert [(type(e), e.t) for e in events[1]] == [(type(e), e.t) for e in events[0]]
+
+
 def test_detector_input_validation(silero_model: SileroVadModel, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="480 int16 samples"):
         WebRtcVad(2, 16000, 30).is_speech(np.zeros(512, np.int16))

@@ -14,8 +14,10 @@ never blocks). Policy, in order of importance:
   partial; a newer request replaces it (the older one resolves to ``None``), and
   a partial that waited longer than ``partial_max_age_s`` is dropped (``None``);
 * **the partial rate adapts to load** (``partial_interval_ms``, asked by each call's
-  recognizer before a partial; ``voicebot.asr.partial_rate``); while a final waits, no
-  call starts a partial at all. The live transcript coarsens before the answer is late;
+  recognizer before a partial; ``voicebot.asr.partial_rate``); while a final waits (queued
+  pause-segment decodes included), no call starts a partial at all. The live transcript
+  coarsens before the answer is late. (Letting partials start beside queued segment decodes
+  was measured at 16 calls and did not win: docs/CAPACITY.md, fifth round);
 * **a worker stays free for finals**: with several calls making partials, partials never
   take the last idle decode worker, so a final starts at once instead of waiting out a
   partial decode;

@@ -15,6 +15,10 @@ speech probabilities:
 Frames whose RMS level is below ``energy_floor_dbfs`` never count as speech:
 the cheapest hallucination guard there is (line hiss, comfort noise). Inside a turn the
 gate is ``IN_TURN_GATE_DROP_DB`` lower, so a quiet caller's turn does not end mid-sentence.
+A detector that can ``defer`` a frame (Silero) runs the gated frames later, batched with the
+next frame that counts (``defer_gated_frames``): the same state, at about half the CPU on a
+quiet line. (Skipping them outright left Silero's state primed by the last speech: onsets
+on phone turns came up to 0.5 s earlier than with every frame run.)
 
 Pure and synchronous: no clocks, no threads, no randomness. The same audio
 gives the same events, wherever it is cut into frames.
@@ -78,6 +82,7 @@ class Endpointer:
         self._pre_roll = settings.pre_roll_ms * self._rate // 1000
         self._post_roll = settings.post_roll_ms * self._rate // 1000
         self._neg_threshold = settings.effective_neg_threshold
+        self._defer = getattr(detector, "defer", None) if settings.defer_gated_frames else None
         self.reset()
 
     # --- public API ------------------------------------------------------------------
@@ -185,15 +190,21 @@ class Endpointer:
     def _step(self, pcm: np.ndarray) -> list[EndpointEvent]:
         start = self._pos
         self._pos += self._frame
-        # The detector sees every frame, gated or not, so its recurrent state
-        # follows the real audio.
-        prob = self.detector.is_speech(pcm)
         level = rms_dbfs(pcm)
         floor = self.settings.energy_floor_dbfs
         if floor is not None and self._state is _State.SPEECH:
             floor -= IN_TURN_GATE_DROP_DB
+        # The detector sees every frame, gated or not, so its recurrent state follows the real audio. A gated
+        # frame's probability is not needed now: a detector that can defer it (Silero) runs it later, in one
+        # model call with the next frame that counts (Silero was ~20% of a 16-call server's event loop).
         if floor is not None and level < floor:
             prob = 0.0
+            if self._defer is not None:
+                self._defer(pcm)
+            else:
+                self.detector.is_speech(pcm)
+        else:
+            prob = self.detector.is_speech(pcm)
         self._last_probability = prob
 
         if self._state is _State.SPEECH:

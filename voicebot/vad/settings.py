@@ -30,6 +30,9 @@ class EndpointerSettings:
     # onsets come late at 0.5, while music and noise stay under 0.35. See
     # for_caller_rate().
     narrowband_threshold: float = 0.3
+    # Frames under the energy gate run through the detector later, batched with the next frame that counts
+    # (Silero.defer: same state, ~half the CPU on a quiet line). False: each frame runs as it comes.
+    defer_gated_frames: bool = True
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
