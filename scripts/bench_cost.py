@@ -6,14 +6,18 @@ Replays the work one call does on real German speech through the telephone chann
 streaming recognizer makes (every ``asr.partial_interval_ms`` of speech, on the growing
 turn, greedy, no word timings), one final per turn (``asr.final_beam_size``, word
 timings), one intent per turn, Smart Turn at each pause of a turn, the agents'
-knowledge-base suggestions (two e5 queries per turn), the bot's answer synthesized and
-encoded back to µ-law. Not in it: the call core's own per-frame work on the event loop
-(frame bus, endpointer, outbox, websocket framing), which ``scripts/profile_server.py``
+knowledge-base suggestions (two e5 queries per turn, for the calls an agent watches:
+``--watched-share``), the bot's answer synthesized and encoded back to µ-law. VAD is the
+endpointer on the whole line: the caller's turns, and between them the quiet line
+(comfort noise at ``--idle-dbfs``, under the energy gate: the endpointer skips Silero there,
+"before" runs it on every frame). Not in it: the call core's other per-frame work on the
+event loop (frame bus, outbox, websocket framing), which ``scripts/profile_server.py``
 measures on a live server.
 Each stage is timed alone with the process's CPU clock (all threads), so the table
 reads directly as cores per concurrent call.
 
-    python scripts/bench_cost.py [--turns 12] [--source clips|phone] [--speech-share 0.5] [--bot-share 0.4] [--json]
+    python scripts/bench_cost.py [--turns 12] [--source clips|phone] [--speech-share 0.5] [--bot-share 0.4]
+                                 [--watched-share 1] [--idle-dbfs -65] [--json]
 
 ``--speech-share``: the part of a call the caller speaks; ``--bot-share``: the part the
 bot speaks. "calls per box" = cores / (CPU-s per call-second), with the ASR stages
@@ -24,8 +28,9 @@ Two profiles side by side: **before** (issue 11's settings: a partial every 400 
 finals with beam 5 in a 30 s window, e5 with torch at ``nlu.threads``) and **now** (the settings in force:
 e5 at ``nlu.serve_threads``, finals with
 ``asr.final_beam_size`` in ``asr.final_chunk_length`` / ``asr.window_buckets``
-windows; partials at ``asr.partial_max_interval_ms``, the rate the adaptive scheduler
-falls back to when the box is full; partials are elastic, they take what is left).
+windows; partials at the rate the adaptive scheduler gives ``server.max_calls`` calls in speech
+(``voicebot.asr.partial_rate``, from the partial decode time measured here; capped at
+``asr.partial_max_interval_ms`` if set); partials are elastic, they take what is left).
 
 ``server.max_calls`` is sized from the "now" column: the calls whose essential work
 (everything but partials) keeps the cores at most ``--target-utilization`` busy (0.6:
@@ -51,6 +56,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from voicebot.asr.partial_rate import adaptive_interval_ms  # noqa: E402
 from voicebot.audio.channel import telephone_channel  # noqa: E402
 from voicebot.audio.codecs import AudioFormat, Decoder, Encoder, mulaw_encode  # noqa: E402
 from voicebot.audio.io import load_for_asr  # noqa: E402
@@ -74,6 +80,11 @@ def main() -> int:
     parser.add_argument("--bot-share", type=float, default=0.4)
     parser.add_argument("--source", choices=("clips", "phone"), default="clips")
     parser.add_argument("--target-utilization", type=float, default=0.6)
+    parser.add_argument("--watched-share", type=float, default=1.0,
+                        help="share of calls an agent watches (suggestions are searched for these only); "
+                             "1 = an agent console subscribed to all calls")
+    parser.add_argument("--idle-dbfs", type=float, default=-65.0,
+                        help="level of the line between the caller's turns (comfort noise)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -117,27 +128,58 @@ def main() -> int:
             out = [resampler.process(decoder.decode(data[i : i + 160]).pcm) for i in range(0, len(data), 160)]
             audio16.append(np.concatenate(out))
 
-    def vad() -> None:
-        for pcm in audio16:
-            detector = vad_model.detector()
-            for i in range(0, len(pcm) - 512 + 1, 512):
-                detector.is_speech(pcm[i : i + 512])
+    # The whole line through the endpointer, a 20 ms frame at a time: each turn, then the quiet line
+    # while the bot answers and the caller listens, so that turns are --speech-share of it.
+    from voicebot.asr.streaming import endpointer_settings
+    from voicebot.eval.asr_cases import line_noise
+    from voicebot.frames import AudioFrame
+    from voicebot.vad import Endpointer, build_detector
+
+    share = max(args.speech_share, 1e-3)
+    line_audio: list[np.ndarray] = []
+    for k, data_text in enumerate(turns):
+        idle = len(data_text[0]) / 8000 * (1 - share) / share
+        line_audio.append(line_noise(idle + 0.01, dbfs=args.idle_dbfs, seed=k)[: int(idle * 16000)])
+    line_s = speech_s + sum(len(p) for p in line_audio) / 16000
+
+    def vad(profile: str) -> Callable[[], None]:
+        def run() -> None:
+            ep_settings = replace(endpointer_settings(settings.vad, narrowband=True),
+                                  defer_gated_frames=profile == "now")
+            endpointer = Endpointer(ep_settings, build_detector(ep_settings, vad_model))
+            t = 0.0
+            for turn, idle in zip(audio16, line_audio, strict=True):
+                for pcm in (turn, idle):
+                    for i in range(0, len(pcm), 320):
+                        endpointer.process(AudioFrame(pcm[i : i + 320], 16000, t))
+                        t += len(pcm[i : i + 320]) / 16000
+        return run
 
     first = settings.asr.min_partial_audio_ms * 16
     window = settings.asr.chunk_length * 16000  # partials decode at most the last window of the turn
     asr_now = settings.asr
     asr_before = replace(settings.asr, final_beam_size=5, final_chunk_length=30, window_buckets=())
-    profiles = {"before": (asr_before, 400), "now": (asr_now, asr_now.partial_max_interval_ms or
-                                                      asr_now.partial_interval_ms)}
+    profiles = {"before": (asr_before, 400), "now": (asr_now, 0)}  # now: set once "before" measured a partial
+
+    def full_box_interval_ms(decode_s: float) -> int:
+        """The adaptive scheduler's partial interval with ``server.max_calls`` calls in speech, each partial
+        taking ``decode_s`` (voicebot.asr.partial_rate; capped at asr.partial_max_interval_ms, if set)."""
+        return adaptive_interval_ms(asr_now.partial_interval_ms, settings.server.max_calls, decode_s,
+                                    asr_now.partial_cpu_share, asr_now.partial_max_interval_ms,
+                                    workers=asr_now.decode_workers)
 
     def partials(profile: str) -> Callable[[], None]:
         def run() -> None:
             asr, interval_ms = profiles[profile]
             transcriber.settings = asr
+            decodes, started = 0, time.process_time()
             for pcm in audio16:
                 for end in range(first, len(pcm), interval_ms * 16):
                     transcriber.transcribe(pcm[max(0, end - window) : end], beam_size=asr.beam_size,
                                            word_timestamps=False, final=False)
+                    decodes += 1
+            if profile == "before":  # CPU-s per partial, as the scheduler measures it (wall s on a free core)
+                profiles["now"] = (asr_now, full_box_interval_ms((time.process_time() - started) / max(1, decodes)))
         return run
 
     texts: list[str] = []
@@ -184,6 +226,7 @@ def main() -> int:
     def suggestions(profile: str) -> Callable[[], None]:
         def run() -> None:
             torch_threads(profile)
+            # Now: only for the calls an agent watches (server/hub.py); scaled by --watched-share below.
             for text in texts:
                 kb.suggest(text)
                 kb.suggest(text, "rechnung")
@@ -200,7 +243,8 @@ def main() -> int:
             for i in range(0, len(pcm), 320):
                 encoder.encode(pcm[i : i + 320], synth.sample_rate)
 
-    stages = [("decode+resample", decode_resample, "line", None), ("vad", vad, "line", None),
+    stages = [("decode+resample", decode_resample, "line", None),
+              ("vad", vad("before"), "line", "before"), ("vad", vad("now"), "line", "now"),
               ("partials", partials("before"), "speech", "before"), ("partials", partials("now"), "speech", "now"),
               ("finals", finals("before"), "speech", "before"), ("intent", intents("before"), "speech", "before"),
               ("finals", finals("now"), "speech", "now"), ("intent", intents("now"), "speech", "now"),
@@ -211,8 +255,12 @@ def main() -> int:
     for name, fn, side, profile in stages:
         seconds = cpu(fn)
         audio_s = speech_s if side != "bot" else sum(len(p) for p in bot) / synth.sample_rate
+        if name == "vad":
+            audio_s = line_s  # the whole line, quiet stretches included
         per_second = seconds / audio_s  # CPU-s per second of the audio this stage handles
         share = {"line": 1.0, "speech": args.speech_share, "bot": args.bot_share}[side]
+        if name == "suggestions" and profile == "now":
+            share *= args.watched_share
         row = rows.setdefault(name, {"stage": name})
         for column in ([profile] if profile else ["before", "now"]):
             row[column] = {"cpu_s": round(seconds, 3), "per_audio_s": round(per_second, 4),
@@ -229,12 +277,14 @@ def main() -> int:
               "stages": list(rows.values()), "cpu_s_per_call_s": {p: round(v, 4) for p, v in totals.items()},
               "calls_per_box": {p: round(cores / v, 1) for p, v in totals.items()},
               "calls_per_box_without_partials": {p: round(cores / v, 1) for p, v in essential.items()},
-              "target_utilization": args.target_utilization, "max_calls": max_calls}
+              "target_utilization": args.target_utilization, "max_calls": max_calls,
+              "watched_share": args.watched_share, "idle_dbfs": args.idle_dbfs}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{len(turns)} turns ({args.source}), {speech_s:.1f} s of phone-line speech; {cores} cores; "
-          f"speech share {args.speech_share}, bot share {args.bot_share}")
+          f"speech share {args.speech_share}, bot share {args.bot_share}; agents watch {args.watched_share:g} "
+          f"of the calls (suggestions, now); the quiet line at {args.idle_dbfs:g} dBFS")
     for p, (a, ms) in profiles.items():
         print(f"  {p}: partial every {ms} ms, finals beam {a.final_beam_size}, window >= {a.final_chunk_length} s, "
               f"buckets {list(a.window_buckets) or 'none'}")
