@@ -8,6 +8,7 @@ by turn length. Turns: single sentences of speech-de-more and the multi-sentence
 3-20 s turns of ``scripts/phone_turns.py`` (with line hiss).
 
     python scripts/bench_asr_window.py [--windows 10,15,20,30] [--beams 1,5] [--single 30] [--multi 20] [--pad]
+    python scripts/bench_asr_window.py --windows 6,8,10 --beams 1,5 --words 0,1 --multi 0 --pad --short-turn-s 0
 
 A window shorter than a turn grows to the turn (the next ``asr.window_buckets`` step).
 """
@@ -50,6 +51,9 @@ def main() -> int:
     ap.add_argument("--multi", type=int, default=20, help="multi-sentence 3-20 s turns")
     ap.add_argument("--pad", action="store_true",
                     help="surround each turn as the recognizer does: 1 s of line hiss before (pre-roll), 0.4 s after")
+    ap.add_argument("--short-turn-s", type=float, default=None,
+                    help="asr.final_short_turn_s (default: the setting); 0 sizes every window as a segment after a "
+                         "cut is sized (the tail of a segmented final never takes the short turn's 30 s window)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -75,7 +79,11 @@ def main() -> int:
         for beam in [int(x) for x in args.beams.split(",")]:
             for window in [int(x) for x in args.windows.split(",")]:
                 # Long turns grow to the next bucket of the configured steps.
-                asr.settings = replace(settings.asr, final_chunk_length=window, chunk_length=min(window, 10))
+                # A window below the smallest bucket joins the steps (else it would round up to that bucket).
+                asr.settings = replace(settings.asr, final_chunk_length=window, chunk_length=min(window, 10),
+                                       window_buckets=tuple(sorted({window, *settings.asr.window_buckets})))
+                if args.short_turn_s is not None:
+                    asr.settings = replace(asr.settings, final_short_turn_s=args.short_turn_s)
                 by: dict[str, dict[str, list]] = {}
                 for (group, turn), pcm in zip(turns, audio, strict=True):
                     cpu0 = time.process_time()

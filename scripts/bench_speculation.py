@@ -10,6 +10,8 @@ against one ``voicebot serve`` per mode, all started at once; the caller visits 
 * ``no-speculate``: end-of-turn models, the final decoded after the post-roll (``turn.speculate = false``)
 * ``silence``: the endpointer's silence alone (``turn.detector = "silence"``), no speculation
 * ``silence+speculate``, ``speculate+window`` (finals on a window sized to the turn): with ``--modes``
+* ``default`` (this tree's defaults), ``round5`` (no speculation, the tail's decode from ``asr.segment_pause_ms``,
+  the end-of-turn models asked and deciding at 200 ms), ``silence-default``, ``late-models``: with ``--modes``
 
 Waste comes from the server's one line per call (``voicebot.dialog.session``): speculative answers
 started / committed / discarded, the wall seconds spent on discarded answers, and the speculative
@@ -47,6 +49,14 @@ MODES: dict[str, dict[str, str]] = {
     "silence+speculate": {"VOICEBOT_TURN__DETECTOR": "silence", "VOICEBOT_TURN__SPECULATE": "true"},
     # finals (and so speculations) on an encoder window sized to the turn (10/15/20/30 s), beam 5 kept
     "speculate+window": {"VOICEBOT_TURN__SPECULATE": "true", "VOICEBOT_ASR__FINAL_CHUNK_LENGTH": "10"},
+    # this tree's defaults as they are; the fifth round's (no speculation, the tail decoded from segment_pause_ms);
+    # this tree's defaults with the endpointer's silence alone
+    "default": {},
+    "round5": {"VOICEBOT_TURN__SPECULATE": "false", "VOICEBOT_ASR__PAUSE_DECODE_MS": "0",
+               "VOICEBOT_TURN__MIN_SILENCE_MS": "200", "VOICEBOT_TURN__MODEL_SILENCE_MS": "0"},
+    "silence-default": {"VOICEBOT_TURN__DETECTOR": "silence"},
+    # this tree's defaults, but the end-of-turn models asked and deciding at 200 ms (the fifth round's)
+    "late-models": {"VOICEBOT_TURN__MIN_SILENCE_MS": "200", "VOICEBOT_TURN__MODEL_SILENCE_MS": "0"},
 }
 _LINE = re.compile(r"speculation turns=(\d+) answered=(\d+) committed=(\d+) discarded=(\d+) discarded_s=([\d.]+) "
                    r"asr_used=(\d+) asr_wasted=(\d+) asr_wasted_s=([\d.]+)")
@@ -99,6 +109,8 @@ def run_modes(modes: dict[str, dict[str, str]], clips: list[Any], slice_s: float
                     setattr(merged, key, getattr(merged, key) + getattr(got, key))
                 for key in ("voice_to_voice", "final_latency"):
                     getattr(merged, key).extend(getattr(got, key))
+                for key, values in got.spans.items():  # the server's own measured spans (latency events)
+                    merged.spans[key].extend(values)
         out = {}
         for name, server in servers.items():
             server.stop()  # the calls are over: their speculation lines are in the output
@@ -106,9 +118,22 @@ def run_modes(modes: dict[str, dict[str, str]], clips: list[Any], slice_s: float
             out[name] = {"turns": st.turns, "unanswered_turns": st.unanswered_turns, "handoffs": st.handoffs,
                          "voice_to_voice_ms": summarize(st.voice_to_voice, 1),
                          "final_latency_ms": summarize(st.final_latency, 1), "server_cpu_s": round(cpu[name], 1),
+                         "server_spans_ms": {k: summarize(v, 1) for k, v in st.spans.items()},
                          "speculation": waste(server.output), "env": modes[name]}
         out["_load_avg_1m"] = {"min": min(load), "max": max(load)}  # type: ignore[assignment]
     return out
+
+
+def _spans(r: dict[str, Any]) -> str:
+    sp = r.get("server_spans_ms", {})
+
+    def p(name: str, q: str) -> str:
+        x = (sp.get(name) or {}).get(q)
+        return "–" if x is None else f"{x:.0f}"
+
+    v2v = sp.get("voice_to_voice_ms") or {}
+    return (" / ".join(p(k, "p50") for k in ("endpoint_ms", "asr_ms", "intent_ms", "tts_first_audio_ms"))
+            + f" | {p('voice_to_voice_ms', 'p50')} / {p('voice_to_voice_ms', 'p95')} ({v2v.get('n', 0)})")
 
 
 def table(runs: dict[str, dict[str, Any]]) -> str:
@@ -118,7 +143,8 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
     head = ("| mode | turns (unanswered) | voice→voice p50 / p95 / p99 ms | final p50 / p95 ms | "
             "server CPU s per turn | "
             "speculations answered / committed / discarded per turn | discarded answer s per turn | "
-            "speculative decodes used / wasted per turn |")
+            "speculative decodes used / wasted per turn | server: endpoint / asr / intent / tts p50 ms | "
+            "server voice→voice p50 / p95 ms (n) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in runs.items():
         if name.startswith("_"):
@@ -126,11 +152,11 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
         v, fin, w = r["voice_to_voice_ms"], r["final_latency_ms"], r["speculation"]
         n = max(1, r["turns"])
         spec = (f"{w['answered'] / n:.2f} / {w['committed'] / n:.2f} / {w['discarded'] / n:.2f}"
-                if "speculate" in name.split("+") else "–")
+                if "speculate" in name.split("+") or name == "default" else "–")
         lines.append(
             f"| {name} | {r['turns']} ({r['unanswered_turns']}) | {f(v['p50'])} / {f(v['p95'])} / {f(v['p99'])} | "
             f"{f(fin['p50'])} / {f(fin['p95'])} | {r['server_cpu_s'] / n:.2f} | {spec} | {w['discarded_s'] / n:.2f} | "
-            f"{w['asr_used'] / n:.2f} / {w['asr_wasted'] / n:.2f} |")
+            f"{w['asr_used'] / n:.2f} / {w['asr_wasted'] / n:.2f} | {_spans(r)} |")
     lo = runs.get("_load_avg_1m")
     if lo:
         lines.append(f"\nmachine load average (1 min) during the run: {lo['min']:.1f}-{lo['max']:.1f}, "

@@ -179,6 +179,44 @@ async def test_a_cancelled_decode_still_queued_is_never_decoded(transcriber, set
         assert scheduler.stats()["final"]["served"] == 2, "the cancelled request was not decoded"
 
 
+async def _ended_by_the_models(transcriber, settings: Settings, vad_model, audio16k: np.ndarray, after_s: float,
+                               end_after_ms: float) -> tuple[list, StreamingRecognizer, int]:
+    """As ``_phone_call``, but the end-of-turn models end the turn (``end_turn()``) once the recognizer has counted
+    ``end_after_ms`` of pause after ``after_s``; also the final decodes the scheduler served."""
+    phone, rate = telephone_channel(audio16k, RATE)
+    frames: list = []
+    async with AsrScheduler(transcriber, settings.asr) as scheduler:
+        recognizer = StreamingRecognizer(scheduler, settings, "pause-decode", vad_model)
+        step, ended = rate // 50, False
+        for i in range(0, len(phone), step):
+            frames += await recognizer.push(AudioFrame(phone[i : i + step], rate, i / rate))
+            frames += await recognizer.wait_partials()
+            turn = recognizer._turn
+            pause_ms = turn.silence_frames * recognizer._frame_ms if turn is not None else 0.0
+            if not ended and i / rate > after_s and pause_ms >= end_after_ms:
+                frames += recognizer.end_turn()
+                ended = True
+        frames += await recognizer.flush()
+        await recognizer.aclose()
+        served = scheduler.stats()["final"]["served"]
+    return frames, recognizer, served
+
+
+async def test_the_tail_decoded_at_a_short_pause_is_the_final(transcriber, settings, vad_model, sentences) -> None:
+    """``asr.pause_decode_ms``: the decode of the part since the last cut starts at a short pause, before the
+    end-of-turn models decide (~260 ms into it); that decode IS the final's tail, nothing is decoded twice."""
+    s = _settings(settings, segment_pause_ms=300, pause_decode_ms=100)
+    s = replace(s, turn=replace(s.turn, speculate=False))  # the recognizer's own early decode, no speculation
+    audio, starts = _turn([sentences[0][1], sentences[2][1]])
+    frames, recognizer, served = await _ended_by_the_models(transcriber, s, vad_model, audio, starts[1] + 0.5, 250.0)
+    (final,) = _finals(frames)
+    assert wer([f"{sentences[0][0]} {sentences[2][0]}"], [final.text]) <= 0.3, final.text
+    assert recognizer.segment_stats["kept"] == 1
+    assert recognizer.speculation["used"] == 1, "the tail's decode had started before the end of the turn"
+    # Every final decode served is a part of the final (the kept segment and the tail, once each) or a voided one.
+    assert served == 2 + recognizer.speculation["wasted"]
+
+
 def test_join_results_keeps_one_part_and_joins_several_in_order() -> None:
     a = TranscriptionResult("Guten Tag.", (Word("Guten", 1.0, 1.3, 0.9), Word("Tag.", 1.3, 1.6, 0.8)), -0.2, 0.1,
                             3.0, 0.4)

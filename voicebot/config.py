@@ -99,6 +99,11 @@ class AsrSettings:
     # A part shorter than this (s) is not kept as a segment: decoded alone, a short "Ja." or one digit loses
     # Whisper's context (telephone scenarios: "Ja. Genau." came back at confidence 0.19 and was re-asked).
     segment_min_s: Annotated[float, Field(ge=0)] = 2.0
+    # The decode of the part since the last cut starts after this much silence (ms), before the end-of-turn models
+    # decide (turn.min_silence_ms + Smart Turn, ~260 ms): at 300 ms the tail was decoded only after the turn ended.
+    # Kept as a segment only if the pause reaches segment_pause_ms; voided if the caller goes on sooner.
+    # 0 = start at segment_pause_ms.
+    pause_decode_ms: NonNegative = 120
     # Nice increment for the CTranslate2 decode threads (Linux): the event loop (caller audio, VAD, end of turn)
     # and the light models (Smart Turn, intent, TTS) go first, decodes take the rest of the cores. 0 = off.
     decode_nice: Annotated[int, Field(ge=0, le=19)] = 5
@@ -273,7 +278,12 @@ class TurnSettings:
     # smart+text: Smart Turn (audio) and the German text model, with text cues; text: the text
     # model and cues only (no 70 ms audio model per pause); silence: the endpointer's silence alone.
     detector: Literal["smart+text", "text", "silence"] = "smart+text"
-    min_silence_ms: Annotated[float, Field(ge=0)] = 200.0  # the models are asked after this much silence
+    min_silence_ms: Annotated[float, Field(ge=0)] = 150.0  # the first decision after this much silence
+    # The models are asked after this much silence (ms, at most min_silence_ms; 0 = at min_silence_ms), so
+    # Smart Turn's run (~60 ms) is over when the decision is due instead of coming on top of it. Asked at 100 and
+    # deciding at 150 (was 200 and 200 + the run): false cut-offs 2.2 / 2.4 % (was 3.1 / 3.5 %) on the German
+    # turn-end set, delay p50 150 ms, mean 617 ms (was 604) (scripts/bench_turn_early.py).
+    model_silence_ms: Annotated[float, Field(ge=0)] = 100.0
     slow_silence_ms: Annotated[float, Field(ge=0)] = 300.0
     max_silence_ms: Annotated[float, Field(ge=0)] = 1200.0  # the fallback: end whatever the models say
     fast_threshold: Probability = 0.8
@@ -284,10 +294,12 @@ class TurnSettings:
     # Speculative answers (voicebot.call.speculation): at the caller's first pause decode the final,
     # run intent + policy and synthesize the first sentence; release it when the turn is confirmed
     # over, throw it away if the caller goes on. False: the final is decoded after the post-roll.
-    # Off by default: on this 2-core box with the end-of-turn models it measured no faster (1 call, p50 1589 vs
-    # 1663 ms) for +13% CPU and 1.5-3 wasted final decodes per turn; with silence endpointing it helped
-    # (p50 1052 vs 1556 ms). scripts/bench_speculation.py measures it side by side.
-    speculate: bool = False
+    # Was off: before pause-segmented finals it measured no faster with the end-of-turn models (1 call, p50 1589
+    # vs 1663 ms). On by default since the tail's decode starts at the pause (asr.pause_decode_ms): the same decode
+    # is the speculation, partials pause while it runs, and its final-quality text re-asks the text end-of-turn
+    # model. One quiet phone call (bench_load --variant): server voice->voice p50 570 vs 723 ms, end of turn ->
+    # final 217 vs 323 ms. scripts/bench_speculation.py --modes default,round5,silence-default measures it.
+    speculate: bool = True
     speculate_after_ms: Annotated[float, Field(ge=0)] = 120.0  # silence before a speculation starts
     # Continuations (voicebot.call.continuation): caller voice that starts within this (ms) of the first audio
     # of the bot's answer and stops it means the caller was not done (a pause between two sentences looked

@@ -19,6 +19,8 @@ needs would cost a short segment 3x a 10 s one, and on phone turns WER was the s
 (``scripts/bench_segments.py``). ``asr.segment_pause_ms = 0`` decodes the whole turn at its end
 (the early decode of ``asr.speculative_final_ms`` still runs).
 
+The decode at a pause starts ``asr.pause_decode_ms`` into it (before the end-of-turn models decide, so the tail
+is decoding when the turn ends); it is kept as a segment only if the pause reaches ``asr.segment_pause_ms``.
 With ``turn.speculate`` a speculation starts at ``turn.speculate_after_ms``; its
 ``SpeculativeFinal`` text is the joined text. Speech that resumes after a pause shorter than
 ``asr.segment_pause_ms`` voids it (wasted work); after a longer one it is kept as a segment.
@@ -135,6 +137,8 @@ class SegmentedFinals:
             wait_ms = self.settings.turn.speculate_after_ms
         elif segmenting:
             wait_ms = asr.segment_pause_ms
+            if asr.pause_decode_ms > 0:  # start before the end-of-turn decision; kept only past segment_pause_ms
+                wait_ms = min(wait_ms, asr.pause_decode_ms)
         elif wait_ms > 0:
             wait_ms = max(wait_ms, self.endpointer.settings.post_roll_ms)
         if turn is None or wait_ms <= 0 or not self.endpointer.in_speech:

@@ -1,11 +1,11 @@
 """The end-of-turn stage: end a caller's turn as soon as the signals agree, not after a fixed silence.
 
 While the caller is silent inside a turn, it asks the end-of-turn models once per pause
-(after ``turn.min_silence_ms``): Smart Turn on the turn's audio and the German text model
-on the newest transcript; then ``TurnEndDecider`` (``voicebot.turn.decision``) decides on
-every frame whether the silence so far is enough. When it says end, the recognizer closes
-the turn at once and its final follows. The endpointer's own end of turn stays as the
-fallback (``turn.max_silence_ms``). A caller who speaks again starts a new pause.
+(after ``turn.model_silence_ms``, at most ``turn.min_silence_ms``): Smart Turn on the turn's audio
+and the German text model on the newest transcript; then ``TurnEndDecider``
+(``voicebot.turn.decision``) decides on every frame whether the silence so far is enough.
+When it says end, the recognizer closes the turn at once and its final follows. The endpointer's
+own end of turn stays as the fallback (``turn.max_silence_ms``). A caller who speaks again starts a new pause.
 A speculative final (``turn.speculate``) replaces the partial as the text model's input:
 partials stop while a speculation holds the turn, and the final-quality text is the better one.
 """
@@ -39,6 +39,7 @@ class EndOfTurnStage:
         self.last_voice = 0.0
         self.decisions: list[str] = []  # why each turn ended early (observability, tests)
         self.model_ms: float | None = None  # the newest Smart Turn inference, wall ms
+        self.asked_at_ms: list[float] = []  # the silence (stream ms) at which each pause's models were asked
         self._reset_pause()
         bus.subscribe(self.on_frame, VoiceActivity, SpeechStarted, SpeechEnded, Transcript, SpeculativeFinal)
 
@@ -70,10 +71,14 @@ class EndOfTurnStage:
             return
         silence_ms = (frame.t - self.last_voice) * 1000.0
         config = self.decider.config
-        if silence_ms < config.min_silence_ms:
+        # The models may be asked before the decision is due (turn.model_silence_ms), so Smart Turn's run
+        # is over by min_silence_ms instead of coming on top of it.
+        ask_ms = min(getattr(config, "model_silence_ms", 0.0) or config.min_silence_ms, config.min_silence_ms)
+        if silence_ms < ask_ms:
             return
         if not self._asked:  # once per pause: the models see the turn as it is now
             self._asked = True
+            self.asked_at_ms.append(silence_ms)
             self._text_prob = self.models.text_complete(self.text)
             if self.models.smart_turn is not None:
                 audio = self.recognizer.recognizer.endpointer.current_turn_audio()

@@ -284,7 +284,9 @@ def run_turn_eval(settings: Settings, set_path: Path = DEFAULT_SET,
     rows = [r for r in rows if not manifests or r["manifest"] in manifests][:limit]
     smart = SmartTurnModel.from_settings(settings.models).load()
     text_model = TextTurnModel.load(settings.models.dir)
-    samples = build_samples(rows, smart, text_model, channels, TurnEndConfig().min_silence_ms, progress)
+    config = TurnEndConfig()  # Smart Turn hears what the server gives it: the pause at which the models are asked
+    samples = build_samples(rows, smart, text_model, channels, config.model_silence_ms or config.min_silence_ms,
+                            progress)
     if samples_out:
         samples_out.parent.mkdir(parents=True, exist_ok=True)
         samples_out.write_text("".join(json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in samples),
