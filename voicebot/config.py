@@ -278,12 +278,13 @@ class TurnSettings:
     # smart+text: Smart Turn (audio) and the German text model, with text cues; text: the text
     # model and cues only (no 70 ms audio model per pause); silence: the endpointer's silence alone.
     detector: Literal["smart+text", "text", "silence"] = "smart+text"
-    min_silence_ms: Annotated[float, Field(ge=0)] = 150.0  # the first decision after this much silence
+    min_silence_ms: Annotated[float, Field(ge=0)] = 200.0  # the first decision after this much silence
     # The models are asked after this much silence (ms, at most min_silence_ms; 0 = at min_silence_ms), so
-    # Smart Turn's run (~60 ms) is over when the decision is due instead of coming on top of it. Asked at 100 and
-    # deciding at 150 (was 200 and 200 + the run): false cut-offs 2.2 / 2.4 % (was 3.1 / 3.5 %) on the German
-    # turn-end set, delay p50 150 ms, mean 617 ms (was 604) (scripts/bench_turn_early.py).
-    model_silence_ms: Annotated[float, Field(ge=0)] = 100.0
+    # Smart Turn's run (~60 ms) could be over when the decision is due. Asked at 100 and deciding at 150, the
+    # German turn-end set looked better (false cut-offs 2.2 / 2.4 % vs 3.1 / 3.5 %, scripts/bench_turn_early.py),
+    # but live phone calls mostly waited for the fallback (server endpoint p50 1259 vs 344 ms, one call side by
+    # side, scripts/bench_load.py --phone --variant): off by default.
+    model_silence_ms: Annotated[float, Field(ge=0)] = 0.0
     slow_silence_ms: Annotated[float, Field(ge=0)] = 300.0
     max_silence_ms: Annotated[float, Field(ge=0)] = 1200.0  # the fallback: end whatever the models say
     fast_threshold: Probability = 0.8

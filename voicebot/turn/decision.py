@@ -56,11 +56,12 @@ class TurnEndConfig:
     # Chosen by `voicebot eval turn` (270 real German clips, 1620 pauses): false cut-offs 3.1 %
     # (telephone) / 3.5 % (wideband) at a 1 s mid-sentence pause, <= 5 % on each source set;
     # end-of-turn delay p50 200 ms, p90 1200 ms, mean 604 ms (silence-only needs 1200 ms for that).
-    # Then Smart Turn asked 100 ms into the pause and the first decision at 150 ms
-    # (scripts/bench_turn_early.py, same set and thresholds): false cut-offs 2.2 % / 2.4 % (worst source set
-    # 3.9 %), delay p50 150 ms, mean 617 ms, and the model's ~60 ms run no longer comes on top.
-    min_silence_ms: float = 150.0  # first decision
-    model_silence_ms: float = 100.0  # Smart Turn (on the audio so far) and the text model are asked here
+    # Asking the models at 100 ms and deciding at 150 ms did well on that set (scripts/bench_turn_early.py:
+    # false cut-offs 2.2 % / 2.4 %, delay p50 150 ms, mean 617 ms), but in live phone calls the turns then
+    # mostly waited for the fallback: server endpoint span p50 1259 vs 344 ms (bench_load --phone, one call,
+    # side by side). So the models are asked at min_silence_ms (model_silence_ms 0).
+    min_silence_ms: float = 200.0  # first decision
+    model_silence_ms: float = 0.0  # Smart Turn and the text model are asked here (0: at min_silence_ms)
     slow_silence_ms: float = 300.0  # a second bar after this much silence (equal thresholds: unused)
     max_silence_ms: float = 1200.0  # fallback: end whatever the models say; must exceed a long hesitation
     fast_threshold: float = 0.8  # combined P(complete) that ends the turn at min_silence_ms
