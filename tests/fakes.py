@@ -9,6 +9,7 @@ real models are tested end to end in ``test_server_e2e.py``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -265,3 +266,29 @@ def recv_events(ws: Any, timeout: float = 5.0) -> tuple[list[dict[str, Any]], in
         return events, exc.rcvd.code if exc.rcvd else None
     except TimeoutError:
         return events, None
+
+
+# ---------------------------------------------------------------------------- agent link
+
+
+class QueuedAgent:
+    """An agent link (``voicebot.server.hub.AgentLink``) that queues what it is sent, for hub tests."""
+
+    agent_id = "anna"
+
+    def __init__(self, *subscriptions: str) -> None:
+        self.subscriptions: set[str] = set(subscriptions or ("*",))
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+
+    def deliver(self, message: Any) -> bool:
+        self.inbox.put_nowait(message)
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+    async def until(self, match: Any) -> Any:
+        async with asyncio.timeout(10.0):
+            while not match(message := await self.inbox.get()):
+                pass
+        return message

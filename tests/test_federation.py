@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from fakes import QueuedAgent
 
 from voicebot.config import Settings
 from voicebot.protocol.agent import CallSummary, CallUpdateMessage
@@ -29,29 +29,6 @@ from voicebot.server.metrics import ServerMetrics
 from voicebot.server.remote import RemoteCall
 
 pytest_plugins = ["pg_server"]  # fixtures: pg_server, pg_schema
-
-
-class Agent:
-    """An agent link (``voicebot.server.hub.AgentLink``) that queues what it is sent."""
-
-    agent_id = "anna"
-
-    def __init__(self) -> None:
-        self.subscriptions: set[str] = {"*"}
-        self.inbox: asyncio.Queue[BaseModel] = asyncio.Queue()
-
-    def deliver(self, message: BaseModel) -> bool:
-        self.inbox.put_nowait(message)
-        return True
-
-    def close(self, code: int, reason: str) -> None:
-        pass
-
-    async def until(self, match: Any) -> BaseModel:
-        async with asyncio.timeout(10.0):
-            while not match(message := await self.inbox.get()):
-                pass
-        return message
 
 
 class Session:
@@ -84,7 +61,7 @@ async def test_control_reaches_the_owner_and_errors_come_back_typed(pg_schema: s
     await asyncio.to_thread(migrations.upgrade, pg_schema)  # the reconcile reads the calls table
     hubs = [CallHub(Settings(), ServerMetrics()) for _ in range(2)]
     feds = [Federation(hub, pg_schema, f"fed-{i}", lease_s=3.0, control_timeout_s=0.5) for i, hub in enumerate(hubs)]
-    agent = Agent()
+    agent = QueuedAgent()
     hubs[1].add_agent(agent)
     try:
         for fed in feds:

@@ -6,11 +6,10 @@ here, e5 retrieval in test_server_assist.py); the agent is a link that queues wh
 
 from __future__ import annotations
 
-import asyncio
 import tomllib
 from typing import Any
 
-from pydantic import BaseModel
+from fakes import QueuedAgent
 
 from voicebot.assist.kb import KnowledgeBase, parse_kb
 from voicebot.config import Settings
@@ -31,29 +30,6 @@ text = "Nach der Mindestlaufzeit gilt eine Frist von einem Monat zum Monatsende.
 """
 
 
-class Agent:
-    """An agent link (``voicebot.server.hub.AgentLink``) that queues what it is sent."""
-
-    agent_id = "anna"
-
-    def __init__(self, *subscriptions: str) -> None:
-        self.subscriptions: set[str] = set(subscriptions)
-        self.inbox: asyncio.Queue[BaseModel] = asyncio.Queue()
-
-    def deliver(self, message: BaseModel) -> bool:
-        self.inbox.put_nowait(message)
-        return True
-
-    def close(self, code: int, reason: str) -> None:
-        pass
-
-    async def until(self, match: Any) -> BaseModel:
-        async with asyncio.timeout(10.0):
-            while not match(message := await self.inbox.get()):
-                pass
-        return message
-
-
 def _hub() -> CallHub:
     entries, steps = parse_kb(tomllib.loads(KB))
     return CallHub(Settings(), ServerMetrics(), kb=KnowledgeBase(entries, next_steps=steps))
@@ -70,7 +46,7 @@ async def test_unwatched_calls_search_nothing_until_an_agent_watches() -> None:
     _turn(hub, call, "Ich habe eine Mahnung bekommen, obwohl ich bezahlt habe.", "rechnung")
     assert call.suggest_task is None, "nobody watches: no knowledge-base search"
 
-    agent = Agent("kb-1")
+    agent = QueuedAgent("kb-1")
     hub.add_agent(agent)
     events = hub.replay(call)  # what the agent's subscribe asks for: the catch-up starts here
     assert not any(isinstance(e, SuggestionsEvent) for e in events)
@@ -91,7 +67,7 @@ async def test_unwatched_calls_search_nothing_until_an_agent_watches() -> None:
 
 async def test_an_agent_watching_all_calls_gets_suggestions_live() -> None:
     hub = _hub()
-    agent = Agent("*")
+    agent = QueuedAgent("*")
     hub.add_agent(agent)
     other = hub.open_call("kb-2", "voicebot.v1", {})
     _turn(hub, other, "Ich möchte meinen Vertrag kündigen, wie lange ist die Frist?", "kuendigung")
