@@ -60,12 +60,16 @@ class ContinuationTracker:
         self.clock = clock
         self._answer: _Answer | None = None
         self.taken_back = 0  # answers taken back in this call (observability)
-        if window_s > 0:
+        if self.enabled:
             bus.subscribe(self._on_frame, BotFirstAudio, BargeIn)
+
+    @property
+    def enabled(self) -> bool:
+        return self.window_s > 0
 
     def answered(self, turn: UserTurn, before: CallPolicy, step: PolicyStep) -> None:
         """The dialog answered ``turn``; ``before`` is the policy state from before it."""
-        self._answer = _Answer(turn, before) if self.window_s > 0 and can_take_back(step) else None
+        self._answer = _Answer(turn, before) if self.enabled and can_take_back(step) else None
 
     def forget(self) -> None:
         self._answer = None

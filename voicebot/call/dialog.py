@@ -85,10 +85,12 @@ class DialogStage:
         else:
             prediction = await self.intent.predict(text)
             slots = extract_slots(text)
-        before = fork_policy(self.policy) if self.continuations is not None else None
+        # The state to go back to if this answer is talked over (a copy per turn, only when it can be taken back).
+        continuations = self.continuations if self.continuations is not None and self.continuations.enabled else None
+        before = fork_policy(self.policy) if continuations is not None else None
         step = self.policy.on_turn(text, transcript.confidence, prediction, slots)
-        if self.continuations is not None and before is not None:
-            self.continuations.answered(turn, before, step)
+        if continuations is not None and before is not None:
+            continuations.answered(turn, before, step)
         decided = TurnDecided(
             caller=text, asr_confidence=round(transcript.confidence, 4), intent=prediction.label,
             confidence=round(prediction.confidence, 4), slots=slots, say=step.say, action=step.action,
