@@ -12,7 +12,8 @@ eval/reports/bench-load.{json,png} (git-ignored). Extra arguments go to
 
 Phone mode (``--phone``): 8 kHz µ-law callers speaking multi-sentence turns of 3-20 s
 (real speech-de-more sentences joined with short pauses, speech from the first sample
-to the last, line hiss under the turn: ``scripts/phone_turns.py``), so voice→voice is
+to the last, line hiss under the turn: ``scripts/phone_turns.py``; the same hiss between turns,
+``--quiet-line silence`` for digital silence as in earlier rounds), so voice→voice is
 measured from the caller's last voiced frame. Each level runs against a fresh server,
 in one process, with the machine's load average per level (the machine is shared) and
 calls the server refused as full (HTTP 503, ``server.max_calls``) counted apart from
@@ -55,6 +56,17 @@ from voicebot.cli.main import main  # noqa: E402 - after the path set-up for a p
 OUT = REPO / "eval" / "reports"
 
 
+def quiet_line(noise_dbfs: float, seed: int, seconds: float = 10.0) -> bytes:
+    """The line's hiss between turns (the same level as under the turns), 8 kHz µ-law, to loop."""
+    from voicebot.audio.channel import telephone_channel
+    from voicebot.audio.codecs import mulaw_encode
+    from voicebot.audio.resample import resample
+    from voicebot.eval.asr_cases import RATE, line_noise
+
+    pcm, rate = telephone_channel(line_noise(seconds, dbfs=noise_dbfs, seed=seed + 7919), RATE)
+    return mulaw_encode(resample(pcm, rate, 8000))
+
+
 def run(argv: list[str]) -> int:
     if "--phone" in argv:
         return run_phone(argv)
@@ -94,6 +106,9 @@ def run_phone(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, default=90.0)
     ap.add_argument("--turns", type=int, default=40, help="distinct caller turns to build")
     ap.add_argument("--noise-dbfs", type=float, default=-45.0, help="line hiss under each turn")
+    ap.add_argument("--quiet-line", choices=("hiss", "silence"), default="hiss",
+                    help="what the line carries while the caller is quiet: the turns' line hiss (default) or "
+                         "digital silence (earlier rounds)")
     ap.add_argument("--max-calls", type=int, default=None, help="server.max_calls for the child server")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -109,6 +124,7 @@ def run_phone(argv: list[str]) -> int:
 
     turn_dir = provision_turns(args.turns, seed=args.seed, noise_dbfs=args.noise_dbfs)
     clips = load_clips(turn_dir, encoding="mulaw", sample_rate=8000)
+    idle_line = quiet_line(args.noise_dbfs, args.seed) if args.quiet_line == "hiss" else None
     env = dict(kv.split("=", 1) for kv in args.env)
     if args.max_calls is not None:
         env["VOICEBOT_SERVER__MAX_CALLS"] = str(args.max_calls)
@@ -134,7 +150,7 @@ def run_phone(argv: list[str]) -> int:
                       file=sys.stderr, flush=True)
                 r = asyncio.run(run_load(server.url, n, args.duration, clips, server_pid=server.pid,
                                          encoding="mulaw", sample_rate=8000, seed=args.seed,
-                                         trace=args.trace))
+                                         trace=args.trace, idle_line=idle_line))
                 r["load_avg_1m"] = [round(before[0], 2), round(os.getloadavg()[0], 2)]
                 r["server_label"] = label
                 runs[key] = r
@@ -142,7 +158,8 @@ def run_phone(argv: list[str]) -> int:
     config = {"channel": "telephone", "encoding": "mulaw", "sample_rate": 8000, "duration_s": args.duration,
               "turns": len(clips),
               "turn_s": [round(min(secs), 1), round(sum(secs) / len(secs), 1), round(max(secs), 1)],
-              "noise_dbfs": args.noise_dbfs, "server_env": env, "cores": os.cpu_count(),
+              "noise_dbfs": args.noise_dbfs, "quiet_line": args.quiet_line, "server_env": env,
+              "cores": os.cpu_count(),
               "servers": {label: {"tree": str(tree or REPO), "env": e} for label, tree, e in servers}}
     result = {"kind": "load", "config": config, "by_calls": runs}
     OUT.mkdir(parents=True, exist_ok=True)
@@ -175,7 +192,8 @@ def phone_table(result: dict[str, Any]) -> str:
             f"{r['load_avg_1m'][0]} → {r['load_avg_1m'][1]} |")
     c = result["config"]
     lines.append(f"\n{c['turns']} turns of {c['turn_s'][0]}–{c['turn_s'][2]} s (mean {c['turn_s'][1]} s), "
-                 f"line hiss {c['noise_dbfs']} dBFS, {c['cores']} cores, server env {c['server_env']}")
+                 f"line hiss {c['noise_dbfs']} dBFS ({c.get('quiet_line', 'silence')} between turns), "
+                 f"{c['cores']} cores, server env {c['server_env']}")
     return "\n".join(lines)
 
 

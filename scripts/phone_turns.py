@@ -2,8 +2,8 @@
 
 A turn is 1-4 real German sentences from ``../shared/data/speech-de-more`` joined with
 0.3-0.8 s pauses, 3-20 s long, speech from the first sample to the last (each sentence
-trimmed to its speech and levelled, ``voicebot.eval.asr_cases.trimmed``), with line hiss
-under the whole turn. The last sample of a turn is its last voiced sample, so a caller
+levelled, ``voicebot.eval.asr_cases.trimmed``, then cut to its voiced frames, ``voiced_span``),
+with line hiss under the whole turn. The last sample of a turn is its last voiced sample, so a caller
 that measures from the end of the clip measures from the caller's last voiced frame.
 
     python scripts/phone_turns.py OUT_DIR [--n 40] [--seed 5] [--noise-dbfs -45]
@@ -37,6 +37,13 @@ VOICED_FRAME_S = 0.02
 MIN_TURN_S = 3.0
 MAX_TURN_S = 20.0
 PAUSE_S = (0.3, 0.8)
+# A sentence keeps this much of its own audio around its first and last voiced frame (soft onsets and
+# final consonants sit under VOICED_DBFS). Before, ``trimmed`` kept every frame within 35 dB of the
+# peak, which is a Common Voice clip's room noise: up to 1.4 s of it after the last word and 1 s
+# before the first, so 22 of 40 turns held a 1.2-2.7 s gap between two sentences that no endpointer
+# can tell from the end of a turn, and 1 s of noise before the first word.
+EDGE_S = 0.04
+TURN_SET_VERSION = 2  # bump when turns change, so provisioned folders are rebuilt
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,18 @@ class PhoneTurn:
         return round((int(loud[-1]) + 1) * VOICED_FRAME_S, 3) if len(loud) else self.seconds
 
 
+def voiced_span(speech: np.ndarray) -> np.ndarray:
+    """``speech`` (levelled) from its first to its last voiced frame, with ``EDGE_S`` either side."""
+    frame = int(VOICED_FRAME_S * RATE)
+    n = len(speech) // frame
+    x = speech[: n * frame].astype(np.float64).reshape(n, frame)
+    loud = np.flatnonzero(10 * np.log10(np.mean(x * x, axis=1) / 32768.0**2 + 1e-12) >= VOICED_DBFS)
+    if not len(loud):
+        return speech
+    edge = int(EDGE_S * RATE)
+    return speech[max(0, int(loud[0]) * frame - edge) : min(len(speech), (int(loud[-1]) + 1) * frame + edge)]
+
+
 def build_turns(n: int, *, seed: int = 5, noise_dbfs: float | None = -45.0,
                 sources: list[SourceClip] | None = None) -> list[PhoneTurn]:
     """``n`` turns whose lengths spread over 3-20 s (target lengths drawn uniformly)."""
@@ -74,7 +93,7 @@ def build_turns(n: int, *, seed: int = 5, noise_dbfs: float | None = -45.0,
         length = 0.0
         for clip in rng.sample(clips, len(clips)):
             if clip.path not in cache:
-                cache[clip.path] = trimmed(clip, margin_s=0.0)
+                cache[clip.path] = voiced_span(trimmed(clip, margin_s=0.0))
             speech = cache[clip.path]
             pause = rng.uniform(*PAUSE_S) if pieces else 0.0
             if pieces and length + pause + len(speech) / RATE > MAX_TURN_S:
@@ -106,7 +125,7 @@ def write_turns(out_dir: Path, turns: list[PhoneTurn]) -> Path:
             w.setframerate(RATE)
             w.writeframes(turn.audio.astype("<i2").tobytes())
         rows.append({"audio": path.name, "text": turn.text, "seconds": round(turn.seconds, 3),
-                     "voiced_end_s": turn.voiced_end_s})
+                     "voiced_end_s": turn.voiced_end_s, "turn_set_version": TURN_SET_VERSION})
     manifest = out_dir / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return manifest
@@ -117,7 +136,7 @@ def provision_turns(n: int, *, seed: int, noise_dbfs: float = -45.0) -> Path:
     noise = "" if noise_dbfs == -45.0 else f"-noise{noise_dbfs:g}"  # the benchmarks' default hiss keeps its old name
     out_dir = Path(__file__).resolve().parents[1] / "eval" / "audio" / f"phone-turns-s{seed}-n{n}{noise}"
     manifest = out_dir / "manifest.jsonl"
-    if not manifest.is_file() or '"voiced_end_s"' not in manifest.read_text(encoding="utf-8"):
+    if not manifest.is_file() or f'"turn_set_version": {TURN_SET_VERSION}' not in manifest.read_text(encoding="utf-8"):
         write_turns(out_dir, build_turns(n, seed=seed, noise_dbfs=noise_dbfs))
     return out_dir
 

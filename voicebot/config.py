@@ -124,6 +124,9 @@ class VadSettings:
     # (StreamingRecognizer(narrowband=True), or 8 kHz frames): streaming WER on the
     # shared set through the phone channel 0.34 -> 0.24.
     narrowband_threshold: Probability = 0.3
+    # After a turn, once this long passed without speech, the VAD's recurrent state starts afresh (Silero carries
+    # the last turn in it: the next phone turn's onset came up to 1.9 s late, voicebot/vad/settings.py). 0 = never.
+    idle_reset_ms: NonNegative = 1000
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def endpointer_settings(vad: VadSettings, narrowband: bool = False) -> Endpointe
         detector=vad.detector, threshold=threshold, webrtc_aggressiveness=vad.webrtc_aggressiveness,
         pre_roll_ms=max(vad.pre_roll_ms, MIN_PRE_ROLL_MS), min_speech_ms=vad.min_speech_ms,
         end_silence_ms=vad.end_silence_ms,
-        max_turn_s=vad.max_turn_s, energy_floor_dbfs=vad.energy_floor_dbfs,
+        max_turn_s=vad.max_turn_s, energy_floor_dbfs=vad.energy_floor_dbfs, idle_reset_ms=vad.idle_reset_ms,
     )
 
 

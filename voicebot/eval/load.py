@@ -105,13 +105,16 @@ async def _receive(ws: Any, line: _Line, stats: CallerStats) -> None:
 
 
 async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.Random, deadline: float,
-                    encoding: str, sample_rate: int, frame_ms: int, stats: CallerStats) -> None:
-    """One call until the server ends it or the deadline passes."""
+                    encoding: str, sample_rate: int, frame_ms: int, stats: CallerStats,
+                    idle_line: bytes | None = None) -> None:
+    """One call until the server ends it or the deadline passes; ``idle_line`` (encoded audio, looped) is what
+    the line carries while the caller is quiet (default: digital silence)."""
     import websockets
 
     bps = 1 if encoding == "mulaw" else 2
     frame_bytes = sample_rate * frame_ms // 1000 * bps
     silence = (b"\xff" if encoding == "mulaw" else b"\x00") * frame_bytes  # µ-law 0xFF is digital silence
+    idle_at = 0  # where in idle_line the next quiet frame comes from
     line = _Line(sample_rate, bps, frame_ms, call_id)
     stats.calls_started += 1
     async with websockets.connect(url, max_size=None, open_timeout=20, ping_interval=None) as ws:
@@ -134,6 +137,9 @@ async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.R
                     chunk, speech = speech[:frame_bytes], speech[frame_bytes:]
                 else:
                     chunk = silence
+                    if idle_line:  # the line's own noise between turns, looped
+                        chunk = idle_line[idle_at : idle_at + frame_bytes]
+                        idle_at = (idle_at + frame_bytes) % (len(idle_line) - len(idle_line) % frame_bytes)
                     speaking = line.bot_speaking(now)
                     if line.speech_end is None:  # the greeting: wait until it is over
                         ready = (line.bot_heard and not speaking) or now - started > GREETING_WAIT_S
@@ -214,7 +220,8 @@ _RUN_ID = uuid.uuid4().hex[:8]
 
 
 async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, start_delay: float,
-                  encoding: str, sample_rate: int, frame_ms: int, seed: int, trace: bool = False) -> CallerStats:
+                  encoding: str, sample_rate: int, frame_ms: int, seed: int, trace: bool = False,
+                  idle_line: bytes | None = None) -> CallerStats:
     import websockets
 
     stats = CallerStats(trace=[] if trace else None)
@@ -226,7 +233,7 @@ async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, 
         attempt += 1
         try:
             await _one_call(url, f"load-{run_id}-{index}-{attempt}", clips, rng, deadline, encoding, sample_rate,
-                            frame_ms, stats)
+                            frame_ms, stats, idle_line)
         except CallRefused:
             stats.calls_refused += 1
         except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
@@ -241,15 +248,19 @@ async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, 
 
 async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip], *, server_pid: int | None = None,
                    encoding: str = "pcm_s16le", sample_rate: int = 16000, frame_ms: int = FRAME_MS,
-                   seed: int = 1, progress: bool = True, trace: bool = False) -> dict[str, Any]:
-    """``calls`` concurrent callers for ``duration`` seconds; the JSON-ready numbers for this N."""
+                   seed: int = 1, progress: bool = True, trace: bool = False,
+                   idle_line: bytes | None = None) -> dict[str, Any]:
+    """``calls`` concurrent callers for ``duration`` seconds; the JSON-ready numbers for this N.
+
+    ``idle_line``: encoded audio (the line's hiss) each caller loops while quiet, instead of digital silence."""
     ramp = min(2.0, duration / 10)  # arrivals spread over a moment, not one thundering herd
     deadline = time.perf_counter() + duration
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_processes(server_pid, stop))
     ticker = asyncio.create_task(progress_bar(calls, duration, stop)) if progress else None
     results = await asyncio.gather(*(
-        _caller(i, url, clips, deadline, ramp * i / max(1, calls), encoding, sample_rate, frame_ms, seed, trace)
+        _caller(i, url, clips, deadline, ramp * i / max(1, calls), encoding, sample_rate, frame_ms, seed, trace,
+                idle_line)
         for i in range(calls)
     ))
     stop.set()

@@ -106,6 +106,8 @@ class Endpointer:
         self._speech_end = 0  # end of the last speech frame in the turn
         self._silence_frames = 0
         self._last_probability = 0.0
+        self._idle_frames = 0  # frames without speech since the last turn or candidate
+        self._heard_turn = False  # a turn ended since the detector's state was last fresh
         # Per analysed frame from the candidate's start: speech probability and level (forced cuts).
         self._cand_frames: list[tuple[float, float]] = []
         self._frames: list[tuple[float, float]] = []
@@ -206,12 +208,15 @@ class Endpointer:
         else:
             prob = self.detector.is_speech(pcm)
         self._last_probability = prob
+        if self._state is not _State.IDLE:
+            self._idle_frames = 0
 
         if self._state is _State.SPEECH:
             return self._step_speech(pcm, prob, level)
         if self._state is _State.IDLE:
             if prob < self.settings.threshold:
                 self._push_ring(pcm)
+                self._idle_reset()
                 return []
             self._state = _State.CANDIDATE
             self._cand = [pcm.copy()]
@@ -238,6 +243,18 @@ class Endpointer:
         if self._ms(self._cand_speech_frames) >= self.settings.min_speech_ms:
             return [self._confirm()]
         return []
+
+    def _idle_reset(self) -> None:
+        """After a turn, start the detector's state afresh once ``idle_reset_ms`` passed without speech.
+
+        Once per turn, not on every idle stretch: a state that has only heard the line since adapts to
+        its noise (hold music after white noise started a turn when the state was reset while idle).
+        """
+        self._idle_frames += 1
+        if (self._heard_turn and self.settings.idle_reset_ms > 0
+                and self._ms(self._idle_frames) >= self.settings.idle_reset_ms):
+            self.detector.reset()
+            self._heard_turn = False
 
     def _push_ring(self, pcm: np.ndarray) -> None:
         if self._pre_roll:
@@ -329,4 +346,5 @@ class Endpointer:
         # Trailing silence after the cut is the next turn's pre-roll.
         self._ring = self._turn.view(cut - offset)[-self._pre_roll :].copy() if self._pre_roll else self._ring[:0]
         self._state = _State.IDLE
+        self._heard_turn = True
         return SpeechEnded(t=self._time(end), start=self._time(self._speech_start), audio=audio, sample_rate=self._rate)

@@ -33,6 +33,11 @@ class EndpointerSettings:
     # Frames under the energy gate run through the detector later, batched with the next frame that counts
     # (Silero.defer: same state, ~half the CPU on a quiet line). False: each frame runs as it comes.
     defer_gated_frames: bool = True
+    # After a turn, once this long passed without speech, the detector's recurrent state starts afresh. Silero
+    # keeps the last turn in its state: a phone turn 5 s after another one was heard p50/max 254/947 ms late
+    # after line hiss and 721/1864 ms after digital silence (10 of 30 first words lost past a call's 1 s
+    # pre-roll); afresh 35/408 and 201/742 ms, none lost (scripts/bench_onset_followup.py). 0 = never.
+    idle_reset_ms: int = 1000
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
