@@ -21,6 +21,7 @@ batches of up to 4) and ``window30`` (priority, 30 s encoder window). Usage:
     .venv/bin/python scripts/bench_asr.py --calls 1,4 --duration 20
     .venv/bin/python scripts/bench_asr.py --batching 1,2,4,8   # engine only: does batching pay here?
     .venv/bin/python scripts/bench_asr.py --workers 1,2 --phone --clips 6   # concurrent decode workers
+    .venv/bin/python scripts/bench_asr.py --lone --phone --clips 8   # threads of a lone final (asr.lone_encode_threads)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import random
 import resource
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -201,7 +203,6 @@ def batching_table(transcriber: Transcriber, clips: list[np.ndarray], sizes: lis
 def workers_table(settings: Settings, clips: list[np.ndarray], workers: list[int]) -> str:
     """Engine only: the clips decoded as finals by W concurrent decode workers (``asr.decode_workers``,
     ``asr.cpu_threads`` split between them): wall for all, and one final alone."""
-    from concurrent.futures import ThreadPoolExecutor
 
     lines = [f"| decode workers | threads each | {len(clips)} finals at once, wall s | one final alone, wall s |",
              "|---|---|---|---|"]
@@ -216,6 +217,54 @@ def workers_table(settings: Settings, clips: list[np.ndarray], workers: list[int
         asr.transcribe(clips[1 % len(clips)], final=True)
         alone = time.perf_counter() - started
         lines.append(f"| {w} | {max(1, settings.asr.cpu_threads // w)} | {together:.2f} | {alone:.2f} |")
+    return "\n".join(lines)
+
+
+LONE_CONFIGS = {  # label: (decode_workers, cpu_threads, lone_encode_threads)
+    "2 x 1 thread": (2, 2, 0),
+    "2 x 1 + 2-thread lone encoder": (2, 2, 2),
+    "2 x 2 threads": (2, 4, 0),
+}
+
+
+def lone_table(settings: Settings, clips: list[np.ndarray], rounds: int = 2) -> str:
+    """Engine only: finals decoded alone (whole turns; 3 s tails after a cut in a 10 s window; the first 3 s of a
+    turn as a short turn, native 30 s window) and two streams of finals at once, per thread layout. The layouts
+    take turns round by round, so a shared machine's load falls on each alike."""
+    engines = {label: Transcriber(replace(settings.asr, decode_workers=w, cpu_threads=t, lone_encode_threads=e,
+                                          partial_lane=False), settings.models).load()
+               for label, (w, t, e) in LONE_CONFIGS.items()}
+    tail = 3 * ASR_SAMPLE_RATE
+    cases = {"whole": [(c, None) for c in clips], "tail": [(c[-tail:], 10) for c in clips],
+             "short": [(c[:tail], None) for c in clips]}
+    walls: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
+    for asr in engines.values():
+        asr.transcribe(clips[0], final=True)  # warm-up (and the wide encoder's OpenMP team)
+    for _ in range(rounds):
+        for label, asr in engines.items():
+            for case, items in cases.items():
+                for audio, window in items:
+                    c0, w0 = _cpu(), time.perf_counter()
+                    asr.transcribe(audio, final=True, window_s=window)
+                    walls.setdefault((label, case), []).append(time.perf_counter() - w0)
+                    cpus.setdefault((label, case), []).append(_cpu() - c0)
+            c0, w0 = _cpu(), time.perf_counter()
+            half = len(clips) // 2
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(lambda part, a=asr: [a.transcribe(x, final=True) for x in part],
+                              [clips[:half], clips[half:]]))
+            walls.setdefault((label, "both"), []).append(time.perf_counter() - w0)
+            cpus.setdefault((label, "both"), []).append(_cpu() - c0)
+    audio_s = sum(len(c) for c in clips) / ASR_SAMPLE_RATE
+    lines = ["| layout | lone whole turn p50 ms (CPU) | lone 3 s tail, 10 s window p50 ms (CPU) | "
+             "lone 3 s short turn, 30 s window p50 ms (CPU) | two streams at once: wall s, CPU-s per audio-s |",
+             "|---|---|---|---|---|"]
+    for label in engines:
+        cells = [f"{np.median(walls[label, c]) * 1000:.0f} ({np.mean(cpus[label, c]) * 1000:.0f})"
+                 for c in ("whole", "tail", "short")]
+        both = f"{np.mean(walls[label, 'both']):.2f}, {np.mean(cpus[label, 'both']) / audio_s:.4f}"
+        lines.append(f"| {label} | {' | '.join(cells)} | {both} |")
     return "\n".join(lines)
 
 
@@ -235,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beams", default="1,5", help="with --batching: beam sizes (default 1,5)")
     ap.add_argument("--workers", default="", metavar="W",
                     help="instead: finals decoded by W concurrent decode workers (e.g. 1,2), engine only")
+    ap.add_argument("--lone", action="store_true",
+                    help="instead: finals alone and two at once per thread layout (asr.lone_encode_threads)")
     args = ap.parse_args(argv)
     settings = load_settings()
     if args.phone:
@@ -250,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             clips.append(resample(narrow, rate, ASR_SAMPLE_RATE))
     else:
         clips = load_clips(args.speech_dir, args.clips)
+    if args.lone:
+        print(lone_table(settings, clips))
+        print(f"\nload average at the end {os.getloadavg()[0]:.1f}", file=sys.stderr)
+        return 0
     transcriber = Transcriber(settings.asr, settings.models).load()
     vad_model = load_vad_model(settings)
     if args.workers:

@@ -110,7 +110,9 @@ async def test_a_final_preempts_queued_partials_of_other_calls_on_the_real_model
     clips = _phone_clips(4)
     done: list[str] = []
     # No staleness drop here: on a busy machine a partial may wait longer than partial_max_age_ms.
-    async with AsrScheduler(transcriber, settings.asr, partial_max_age_s=3600, workers=1) as scheduler:
+    # One worker for every kind (no partial lane): the order finals-first gives is what is tested.
+    async with AsrScheduler(transcriber, settings.asr, partial_max_age_s=3600, workers=1,
+                            partial_lane=False) as scheduler:
         tasks = {}
         for call, (pcm, _text) in zip("abc", clips, strict=False):
             tasks[f"partial-{call}"] = asyncio.create_task(scheduler.transcribe(pcm, call_id=call, final=False))

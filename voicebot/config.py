@@ -107,6 +107,16 @@ class AsrSettings:
     # Nice increment for the CTranslate2 decode threads (Linux): the event loop (caller audio, VAD, end of turn)
     # and the light models (Smart Turn, intent, TTS) go first, decodes take the rest of the cores. 0 = off.
     decode_nice: Annotated[int, Field(ge=0, le=19)] = 5
+    # A decode that starts while no other runs on the finals' model is encoded on a model object of this many
+    # threads (the beam search stays on one: a second thread made it slower, voicebot/asr/replicas.py). One more
+    # copy of the weights (~115 MB). 0 or 1 = off. Measured: docs/CAPACITY.md "Threads of a lone decode".
+    lone_encode_threads: NonNegative = 2
+    # Partials on a model object of their own (one thread, ~115 MB more) whose CTranslate2 thread runs at nice
+    # partial_nice: the scheduler gives them a worker of their own and they take only the CPU that finals, the
+    # event loop and the light models leave. false = partials share the decode_workers with finals. Off: at 16 phone
+    # calls it did not beat sharing (voice->voice p95 7.4 vs 6.4 s, partial lag p95 2.6 vs 1.3 s; docs/CAPACITY.md).
+    partial_lane: bool = False
+    partial_nice: Annotated[int, Field(ge=0, le=19)] = 19
 
 
 @dataclass(frozen=True)
@@ -310,6 +320,10 @@ class TurnSettings:
     # like the end of the turn). That answer is taken back (unless it routed or handed off) and both parts
     # are answered as one turn. A caller answering the bot's question has heard it first. 0 = off.
     continuation_ms: NonNegative = 1200
+    # A confident end of turn also waits out this caller's own pauses (voicebot.turn.pauses): once the caller went on
+    # P ms after a turn the models ended (a new turn within 1.5 s of their last voice) in this call, a confident end
+    # needs max(min_silence_ms, P + 100) ms of silence, at most this (ms). 0 = off.
+    adaptive_wait_ms: Annotated[float, Field(ge=0)] = 0.0
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@
 in an executor thread (the event loop never blocks), so at most ``workers`` decodes run at
 once. It keeps the running mean decode time per kind, which the adaptive partial rate is
 sized from, and the busy time behind ``stats()``'s utilization.
+
+An engine with a partial lane (``partial_lane`` true: ``asr.partial_lane``, partials on a model
+object of their own at low CPU priority, ``voicebot.asr.replicas``) gets one more worker, on a
+thread of its own, that decodes only partials; the ``workers`` then decode only finals.
 """
 
 from __future__ import annotations
@@ -50,9 +54,10 @@ class DecodeRequest:
     window_s: int | None = None  # the encoder window the caller chose (engines that take ``window_s``)
 
 
-# What the pool asks its scheduler: the next batch (empty: nothing to do), whether to decode a batch of
-# finals greedily (others wait behind it), and what to do with each served request.
-NextBatch = Callable[[], list[DecodeRequest]]
+# What the pool asks its scheduler: the next batch for a worker of a lane (ANY, FINALS or PARTIALS; empty: nothing
+# to do), whether to decode a batch of finals greedily (others wait behind it), and what to do with each served request.
+ANY, FINALS, PARTIALS = "any", "final", "partial"
+NextBatch = Callable[[str], list[DecodeRequest]]
 Hurry = Callable[[list[DecodeRequest]], bool]
 Served = Callable[[DecodeRequest, TranscriptionResult, float, float], None]
 
@@ -61,7 +66,8 @@ class DecodePool:
     """``workers`` decodes at a time, on ``executor`` (shared) or on threads of its own."""
 
     def __init__(self, transcriber: BatchTranscriber, settings: AsrSettings, *, workers: int,
-                 clock: Callable[[], float] = time.monotonic, executor: Executor | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, executor: Executor | None = None,
+                 partial_lane: bool | None = None) -> None:
         self.transcriber = transcriber
         self.settings = settings
         self.workers = max(1, workers)
@@ -77,6 +83,9 @@ class DecodePool:
         self.batched_items = 0
         self.in_flight = 0
         self.hurried = 0  # finals decoded greedily because others were waiting
+        # Partials on a worker (and thread) of their own: the engine decodes them on a model object of their own.
+        self.partial_lane = bool(getattr(transcriber, "partial_lane", False) if partial_lane is None else partial_lane)
+        self._partial_executor: Executor | None = None
         # Engines that size a final's window themselves take ``final=`` (test fakes may not).
         self._final_kw = accepts(getattr(transcriber, "transcribe", None), "final")
         self._final_kw_batch = accepts(getattr(transcriber, "transcribe_batch", None), "final")
@@ -93,8 +102,14 @@ class DecodePool:
         self.wakeup = asyncio.Event()
         if self._shared_executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="asr")
-        self._tasks = [asyncio.create_task(self._run(next_batch, hurry, served), name=f"asr-decode-{i}")
-                       for i in range(self.workers)]
+        lane = FINALS if self.partial_lane else ANY
+        self._tasks = [asyncio.create_task(self._run(next_batch, hurry, served, lane, self._executor),
+                                           name=f"asr-decode-{i}") for i in range(self.workers)]
+        if self.partial_lane:
+            # Its own thread: on a shared executor of ``workers`` threads a partial could hold a final's thread.
+            self._partial_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr-partial")
+            self._tasks.append(asyncio.create_task(
+                self._run(next_batch, hurry, served, PARTIALS, self._partial_executor), name="asr-decode-partial"))
 
     def wake(self) -> None:
         if self.wakeup is not None:
@@ -112,12 +127,16 @@ class DecodePool:
         if self._executor is not None and self._shared_executor is None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._partial_executor is not None:
+            self._partial_executor.shutdown(wait=True)
+            self._partial_executor = None
 
-    async def _run(self, next_batch: NextBatch, hurry: Hurry, served: Served) -> None:
+    async def _run(self, next_batch: NextBatch, hurry: Hurry, served: Served, lane: str,
+                   executor: Executor | None) -> None:
         assert self.wakeup is not None
         loop = asyncio.get_running_loop()
         while True:
-            batch = next_batch()
+            batch = next_batch(lane)
             if not batch:
                 self.wakeup.clear()
                 await self.wakeup.wait()
@@ -128,7 +147,7 @@ class DecodePool:
             if greedy:
                 self.hurried += len(batch)
             try:
-                results = await loop.run_in_executor(self._executor, self._decode, batch, greedy)
+                results = await loop.run_in_executor(executor, self._decode, batch, greedy)
             except Exception as exc:  # noqa: BLE001 - a failed decode fails its requests, not the worker
                 log.exception("ASR decode failed")
                 for req in batch:

@@ -20,10 +20,14 @@ never blocks). Policy, in order of importance:
   was measured at 16 calls and did not win: docs/CAPACITY.md, fifth round);
 * **a worker stays free for finals**: with several calls making partials, partials never
   take the last idle decode worker, so a final starts at once instead of waiting out a
-  partial decode;
+  partial decode; with a partial lane (``asr.partial_lane``: the engine decodes partials on a
+  model object of their own, its thread at nice ``asr.partial_nice``) partials have a worker of
+  their own and never take a final's;
 * **finals degrade under load**: while other finals wait, a final is decoded
   greedily (``asr.beam_size``) instead of with ``asr.final_beam_size``
-  (``adaptive_beam``); beam 5 costs ~1.6x the CPU of greedy here;
+  (``adaptive_beam``). On 28 phone turns (10 s bucketed windows, word timings, the temperature
+  fallback for both) beam 5 cost 1.18x the CPU of greedy and read WER 0.374 against 0.434; beam 2
+  was greedy's equal in both (docs/CAPACITY.md): a hurried final saves ~15% of its CPU;
 * **batching**: up to ``max_batch`` requests of the same kind go to the engine
   as one CTranslate2 batch (``Transcriber.transcribe_batch``). On the 2-core CPU
   machine batching does not pay, finals on phone turns included (a batch shares its
@@ -46,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from voicebot.asr.decode_pool import BatchTranscriber, DecodePool
+from voicebot.asr.decode_pool import ANY, FINALS, PARTIALS, BatchTranscriber, DecodePool
 from voicebot.asr.decode_pool import DecodeRequest as _Request
 from voicebot.asr.partial_rate import ACTIVE_PARTIAL_S, adaptive_interval_ms
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult
@@ -82,10 +86,12 @@ class AsrScheduler:
         workers: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         executor: Executor | None = None,
+        partial_lane: bool | None = None,
     ) -> None:
         """``executor``: run decodes on this (shared) executor instead of threads of our own.
         ``workers``: batches decoded at once (default: the engine's ``concurrency``, 1 if it has none);
-        the scheduler never holds more executor threads than that."""
+        the scheduler never holds more executor threads than that.
+        ``partial_lane``: partials on a worker of their own (default: the engine's ``partial_lane``)."""
         self.transcriber = transcriber
         self.settings = settings or getattr(transcriber, "settings", None) or AsrSettings()
         self.max_batch = max(1, max_batch if max_batch is not None else self.settings.max_batch)
@@ -103,7 +109,8 @@ class AsrScheduler:
         self._clock = clock
         self._finals: deque[_Request] = deque()
         self._partials: OrderedDict[str, _Request] = OrderedDict()
-        self._pool = DecodePool(transcriber, self.settings, workers=self.workers, clock=clock, executor=executor)
+        self._pool = DecodePool(transcriber, self.settings, workers=self.workers, clock=clock, executor=executor,
+                                partial_lane=partial_lane)
         self._stats = {"final": _KindStats(), "partial": _KindStats()}
         self._audio_seconds = 0.0
         self._started_at: float | None = None
@@ -230,18 +237,20 @@ class AsrScheduler:
             if now - last > ACTIVE_PARTIAL_S:
                 del self._partial_calls[call]
         return adaptive_interval_ms(base_ms, len(self._partial_calls), cost, self.settings.partial_cpu_share,
-                                    self.settings.partial_max_interval_ms, workers=self.workers)
+                                    self.settings.partial_max_interval_ms,
+                                    workers=1 if self._pool.partial_lane else self.workers)
 
     # --- worker -----------------------------------------------------------------------
 
-    def _next_batch(self) -> list[_Request]:
-        if self._finals:
+    def _next_batch(self, lane: str = ANY) -> list[_Request]:
+        """The next batch for a worker of ``lane``: ANY (finals first, else partials), FINALS or PARTIALS."""
+        if self._finals and lane != PARTIALS:
             kind = self._finals[0].final
             batch: list[_Request] = []
             while self._finals and len(batch) < self.max_batch and self._finals[0].final == kind:
                 batch.append(self._finals.popleft())
-            return [r for r in batch if not r.future.done()] or self._next_batch()
-        if self._keep_worker_for_finals():
+            return [r for r in batch if not r.future.done()] or self._next_batch(lane)
+        if lane == FINALS or (lane == ANY and self._keep_worker_for_finals()):
             return []
         batch = []
         now = self._clock()
@@ -311,6 +320,8 @@ class AsrScheduler:
             "calls_making_partials": len(self._partial_calls),
             "queued_partials": sum(1 for r in self._partials.values() if not r.future.done()),
             "in_flight": pool.in_flight,
+            "partial_lane": pool.partial_lane,
+            "lone_encodes": getattr(getattr(self.transcriber, "models_set", None), "lone_encodes", 0),
             "batches": pool.batches,
             "mean_batch": (pool.batched_items / pool.batches) if pool.batches else 0.0,
             "busy_seconds": pool.busy_seconds,

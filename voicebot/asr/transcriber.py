@@ -24,6 +24,7 @@ Longer audio (files) falls back to faster-whisper's long-form ``transcribe``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.asr.fallback import resample_failed
+from voicebot.asr.replicas import ModelSet
 from voicebot.config import AsrSettings, ModelSettings
 from voicebot.frames import Word
 from voicebot.models.registry import resolve_model_dir
@@ -127,12 +129,14 @@ class Transcriber:
         self.models = models
         self.model_dir: Path | None = None
         self._model: Any = None
+        self.models_set: ModelSet | None = None  # the finals' model plus the wide encoder / partial lane (CPU)
         self._tokenizer: Any = None
         self._suppress: tuple[int, ...] = ()
         # CTranslate2 runs ``asr.decode_workers`` decodes at once (one model replica's
         # workers, ``cpu_threads`` split between them); more callers than that wait here.
         # Callers that want concurrency go through the scheduler.
         self._lock = threading.BoundedSemaphore(max(1, settings.decode_workers))
+        self._partial_lock = threading.BoundedSemaphore(1)  # the partial lane's one replica (asr.partial_lane)
 
     @property
     def loaded(self) -> bool:
@@ -156,20 +160,29 @@ class Transcriber:
         if device == "cuda" and compute_type == "int8":
             compute_type = "float16"
         workers = max(1, self.settings.decode_workers)
-        self._model = WhisperModel(
-            str(self.model_dir),
-            device=device,
-            compute_type=compute_type,
-            cpu_threads=max(1, self.settings.cpu_threads // workers),
-            num_workers=workers,
-            local_files_only=True,
+
+        def make(threads: int, replicas: int) -> Any:
+            return WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=threads,
+                                num_workers=replicas, local_files_only=True)
+
+        cpu = device == "cpu"
+        self.models_set = ModelSet.load(
+            make, workers=workers, threads=max(1, self.settings.cpu_threads // workers),
+            lone_encode_threads=self.settings.lone_encode_threads if cpu else 0,
+            partial_lane=self.settings.partial_lane and cpu, partial_nice=self.settings.partial_nice,
         )
+        self._model = self.models_set.main
         self._tokenizer = Tokenizer(
             self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe",
             language=self.settings.language,
         )
         self._suppress = tuple(get_suppressed_tokens(self._tokenizer, [-1]) or ())
         return self
+
+    @property
+    def partial_lane(self) -> bool:
+        """Partials decode on a model object of their own (the scheduler gives them a worker of their own)."""
+        return self.models_set is not None and self.models_set.partial is not None
 
     @property
     def model(self):  # type: ignore[no-untyped-def]
@@ -246,8 +259,12 @@ class Transcriber:
             window = encoder_window_s(max(durations), window_s)
         prompt_text = self.settings.initial_prompt if initial_prompt is None else initial_prompt
         started = time.perf_counter()
-        with self._lock:
-            decoded = self._decode_window(samples, window, beam, prompt_text, word_timestamps, fallback=is_final)
+        models = self.models_set
+        lane = models.for_decode(is_final) if models is not None else self.model
+        with self._lock if lane is self._model else self._partial_lock:
+            with models.running(lane) if models is not None else contextlib.nullcontext(False) as alone:
+                decoded = self._decode_window(samples, window, beam, prompt_text, word_timestamps,
+                                              fallback=is_final, lane=lane, alone=alone)
         elapsed = time.perf_counter() - started
         results = []
         for (text, words, avg_logprob, no_speech), duration, offset in zip(decoded, durations, offsets, strict=True):
@@ -267,12 +284,15 @@ class Transcriber:
 
     def _decode_window(
         self, samples: list[np.ndarray], window: int, beam: int, prompt_text: str, word_timestamps: bool,
-        fallback: bool | None = None,
+        fallback: bool | None = None, lane: Any = None, alone: bool = False,
     ) -> list[tuple[str, list[Word], float, float]]:
-        """Features → encoder → greedy/beam generate → (optional) word alignment, for one batch."""
+        """Features → encoder → greedy/beam generate → (optional) word alignment, for one batch.
+
+        ``lane``: the WhisperModel to decode on (the finals' one by default); a final that runs alone is
+        encoded on the wide encoder (``asr.lone_encode_threads``), see ``voicebot.asr.replicas``."""
         import ctranslate2
 
-        model = self.model
+        model = lane if lane is not None else self.model
         tok = self._tokenizer
         extractor = model.feature_extractor
         n_frames = window * ASR_SAMPLE_RATE // extractor.hop_length
@@ -288,10 +308,10 @@ class Transcriber:
                 mel = np.pad(mel, ((0, 0), (0, n_frames - mel.shape[-1])))
             feats.append(mel)
             content_frames.append(min(n_frames, max(1, len(s) // extractor.hop_length)))
-        encoder_output = model.model.encode(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(feats))),
-            to_cpu=model.model.device == "cuda" and len(model.model.device_index) > 1,
-        )
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(feats)))
+        to_cpu = model.model.device == "cuda" and len(model.model.device_index) > 1
+        encoder = self.models_set.encoder_for(model, alone) if self.models_set is not None else model
+        encoder_output = encoder.model.encode(features, to_cpu=to_cpu)
         previous = tok.encode(" " + prompt_text.strip()) if prompt_text and prompt_text.strip() else []
         prompt = model.get_prompt(tok, previous, without_timestamps=False, hotwords=self.settings.hotwords or None)
         longest = max(len(x) for x in samples) / ASR_SAMPLE_RATE
@@ -320,7 +340,7 @@ class Transcriber:
                             max_length=max_length, suppress_blank=True, suppress_tokens=list(self._suppress),
                             max_initial_timestamp_index=50)
         if word_timestamps and any(texts):
-            words_per_item = self._align(encoder_output, texts, content_frames)
+            words_per_item = self._align(encoder_output, texts, content_frames, model)
         else:
             words_per_item = [[] for _ in texts]
         out = []
@@ -328,7 +348,8 @@ class Transcriber:
             out.append((tok.decode(text_tokens).strip(), words, avg_logprob, no_speech))
         return out
 
-    def _align(self, encoder_output: Any, texts: list[list[int]], content_frames: list[int]) -> list[list[Word]]:
+    def _align(self, encoder_output: Any, texts: list[list[int]], content_frames: list[int],
+               model: Any = None) -> list[list[Word]]:
         """Word timings and probabilities from cross-attention (faster-whisper's own alignment code)."""
         tok = self._tokenizer
         # An item without text still needs a row in the batch: align a lone "." and discard it.
@@ -337,7 +358,7 @@ class Transcriber:
             [{"seek": 0, "start": 0.0, "end": frames / 100.0, "tokens": t or placeholder}]
             for t, frames in zip(texts, content_frames, strict=True)
         ]
-        self.model.add_word_timestamps(
+        (model if model is not None else self.model).add_word_timestamps(
             segments, tok, encoder_output, content_frames, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS,
             last_speech_timestamp=0.0,
         )

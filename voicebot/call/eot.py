@@ -4,6 +4,10 @@ While the caller is silent inside a turn, it asks the end-of-turn models once pe
 (after ``turn.model_silence_ms``, at most ``turn.min_silence_ms``): Smart Turn on the turn's audio
 and the German text model on the newest transcript; then ``TurnEndDecider``
 (``voicebot.turn.decision``) decides on every frame whether the silence so far is enough.
+With ``turn.adaptive_wait_ms`` set, a confident end also waits out this caller's own pauses
+(``voicebot.turn.pauses``): a caller who went on 0.6 s after a turn this stage ended earlier in the
+call (a turn, confirmed by the endpointer) is not answered within 0.7 s of silence again (at most
+``adaptive_wait_ms``).
 When it says end, the recognizer closes the turn at once and its final follows. The endpointer's
 own end of turn stays as the fallback (``turn.max_silence_ms``). A caller who speaks again starts a new pause.
 A speculative final (``turn.speculate``) replaces the partial as the text model's input:
@@ -22,6 +26,7 @@ from voicebot.call.clients import EndOfTurnClient
 from voicebot.call.recognizer import RecognizerStage
 from voicebot.frames import SpeculativeFinal, SpeechEnded, SpeechStarted, Transcript, VoiceActivity
 from voicebot.turn.decision import TurnEndDecider
+from voicebot.turn.pauses import CallerPauses
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 class EndOfTurnStage:
     def __init__(
         self, bus: FrameBus, recognizer: RecognizerStage, models: EndOfTurnClient, decider: TurnEndDecider,
+        pauses: CallerPauses | None = None,
     ) -> None:
         self.bus = bus
         self.recognizer = recognizer
@@ -40,6 +46,10 @@ class EndOfTurnStage:
         self.decisions: list[str] = []  # why each turn ended early (observability, tests)
         self.model_ms: float | None = None  # the newest Smart Turn inference, wall ms
         self.asked_at_ms: list[float] = []  # the silence (stream ms) at which each pause's models were asked
+        # This caller's pauses before going on; a settings section without turn.adaptive_wait_ms: off.
+        self.pauses = pauses or CallerPauses(float(getattr(decider.config, "adaptive_wait_ms", 0.0) or 0.0))
+        self._ended_at: float | None = None  # last voice of the turn this stage ended early (stream s)
+        self.ended_silence_ms: list[float] = []  # the silence at which each turn was ended early (stream ms)
         self._reset_pause()
         bus.subscribe(self.on_frame, VoiceActivity, SpeechStarted, SpeechEnded, Transcript, SpeculativeFinal)
 
@@ -50,6 +60,9 @@ class EndOfTurnStage:
 
     async def on_frame(self, frame: object) -> None:
         if isinstance(frame, SpeechStarted):
+            if self._ended_at is not None:  # the caller went on after a turn we ended: a pause, not an end
+                self.pauses.went_on((frame.t - self._ended_at) * 1000.0)
+                self._ended_at = None
             self.in_turn, self.text, self.last_voice = True, "", frame.t
             self._cancel()
         elif isinstance(frame, SpeechEnded):
@@ -90,6 +103,10 @@ class EndOfTurnStage:
             audio_prob = self._audio.result()
         decision = self.decider.decide(silence_ms, audio_prob, self._text_prob, self.text)
         if decision.end and decision.reason != "max_silence":
+            if silence_ms < self.pauses.wait_ms():
+                return  # this caller has gone on after pauses this long: wait them out
+            self._ended_at = self.last_voice
+            self.ended_silence_ms.append(silence_ms)
             self.decisions.append(decision.reason)
             self.in_turn = False
             self._cancel()

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Callable
 
 from voicebot.call.bus import FrameBus
-from voicebot.frames import BargeIn, SpeechEnded, SpeechStarted, Transcript, UserTurn
+from voicebot.frames import BargeIn, SpeechEnded, SpeechStarted, Transcript, UserTurn, VoiceActivity
 
 
 class TurnTaker:
@@ -32,7 +32,10 @@ class TurnTaker:
         self._parts: list[Transcript] = []
         self._backchannel: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        bus.subscribe(self.on_frame, SpeechStarted, SpeechEnded, Transcript, BargeIn)
+        # Finals held only because the caller's voice was back but not yet a turn (``caller_speaking`` while no
+        # turn is open): if that voice never becomes one (a cough, a click), the next silent frame releases them.
+        self._held_for_voice = False
+        bus.subscribe(self.on_frame, SpeechStarted, SpeechEnded, Transcript, BargeIn, VoiceActivity)
 
     @property
     def busy(self) -> bool:
@@ -42,6 +45,7 @@ class TurnTaker:
     async def on_frame(self, frame: object) -> None:
         if isinstance(frame, SpeechStarted):
             self.in_speech = True
+            self._held_for_voice = False  # it became a turn: its final comes and joins the held ones
         elif isinstance(frame, SpeechEnded):
             self.in_speech = False
         elif isinstance(frame, BargeIn):
@@ -49,6 +53,9 @@ class TurnTaker:
             self._backchannel = frame.text if frame.action == "resumed" else None
         elif isinstance(frame, Transcript) and frame.is_final:
             await self._on_final(frame)
+        elif isinstance(frame, VoiceActivity):
+            if self._held_for_voice and self._parts and not self.in_speech and not self.caller_speaking():
+                await self.release()
 
     async def _on_final(self, final: Transcript) -> None:
         if self._backchannel is not None and final.text == self._backchannel:
@@ -57,6 +64,7 @@ class TurnTaker:
         self._backchannel = None
         self._parts.append(final)
         if self.in_speech or self.caller_speaking():
+            self._held_for_voice = not self.in_speech
             if self._deadline is None:
                 self._deadline = asyncio.get_running_loop().call_later(
                     self.max_turn_s, lambda: asyncio.ensure_future(self.release()))
@@ -69,6 +77,7 @@ class TurnTaker:
             self._deadline.cancel()
             self._deadline = None
         parts, self._parts = self._parts, []
+        self._held_for_voice = False
         if parts:
             await self.bus.publish(UserTurn(transcript=merge(parts), parts=tuple(parts)))
 

@@ -118,6 +118,14 @@ class Endpointer:
         return self._state is _State.SPEECH
 
     @property
+    def voice_pending(self) -> bool:
+        """Voice that may start a turn, not yet confirmed: from a candidate's first voiced frame until it becomes
+        a turn (``SpeechStarted``, then ``in_speech``) or is dropped as a blip (``CANDIDATE_GAP_MS`` later).
+        A caller going on after a pause is here for ``min_speech_ms`` or more before ``in_speech`` says so:
+        an answer released then cuts in."""
+        return self._state is _State.CANDIDATE
+
+    @property
     def time(self) -> float:
         """Stream time up to which audio has been analysed."""
         return self._time(self._pos)
