@@ -263,6 +263,12 @@ class Endpointer:
                 and self._ms(self._idle_frames) >= self.settings.idle_reset_ms):
             self.detector.reset()
             self._heard_turn = False
+            # A state reset at the very moment speech starts hears it late too: warm it on the line's last
+            # second (the pre-roll ring holds it, no speech in it), as a call's first turn finds it.
+            frame = self._frame
+            warm = self._ring[len(self._ring) % frame :]
+            for i in range(0, len(warm), frame):
+                self.detector.is_speech(warm[i : i + frame])
 
     def _push_ring(self, pcm: np.ndarray) -> None:
         if self._pre_roll:

@@ -36,7 +36,9 @@ class EndpointerSettings:
     # After a turn, once this long passed without speech, the detector's recurrent state starts afresh. Silero
     # keeps the last turn in its state: a phone turn 5 s after another one was heard p50/max 254/947 ms late
     # after line hiss and 721/1864 ms after digital silence (10 of 30 first words lost past a call's 1 s
-    # pre-roll); afresh 35/408 and 201/742 ms, none lost (scripts/bench_onset_followup.py). 0 = never.
+    # pre-roll); afresh 40/408 and 235/742 ms, none lost (scripts/bench_onset_followup.py). The fresh state is
+    # warmed on the line's last second: reset bare, a short "Ja." just after it went unheard (5 of 42 call
+    # scenarios lost their last turn). 0 = never.
     idle_reset_ms: int = 1000
 
     def __post_init__(self) -> None:
