@@ -28,7 +28,8 @@ def safety_escalation(
 
     Triggers: ``intent`` (the safety top-1 passes its operating point),
     ``score`` (a lower-ranked safety intent passes its operating point, unless
-    ``sonstiges`` reaches the prediction's ``safety_ood_gate``),
+    ``sonstiges`` reaches the prediction's ``safety_ood_gate`` or the line's
+    ``safety_evidence`` for that intent is below ``safety_evidence_gate``),
     ``keyword`` (the exact net, then the fuzzy one). The operating points come
     with the prediction (``safety_thresholds``, from the classifier's
     calibration); a prediction without them (made without a trained
@@ -43,10 +44,14 @@ def safety_escalation(
         thresholds = dict(prediction.safety_thresholds)
         # A confident out-of-domain top-1 silences safety runners-up (nonsense, line checks); never a safety top-1.
         gated = prediction.probability("sonstiges") >= prediction.safety_ood_gate
+        evidence = dict(prediction.safety_evidence)
         for label in safety:
             p = prediction.probability(label)
             passes = p >= thresholds.get(label, 1.0) if thresholds else prediction.label == label
-            passes = passes and (prediction.label == label or not gated)
+            # A runner-up also needs safety evidence from outside the softmax (issue 14: a stranger's sentence
+            # spreads the softmax until some safety intent passes its low operating point).
+            backed = evidence.get(label, 1.0) >= prediction.safety_evidence_gate
+            passes = passes and (prediction.label == label or (not gated and backed))
             if passes and (not midcall or p >= domain.policy.safety_midcall):
                 found[label] = ("intent" if prediction.label == label else "score", "")
     keyword = safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text)

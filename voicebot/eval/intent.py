@@ -152,6 +152,27 @@ def safety_metrics(
         e is not None for e in ordinary)}
 
 
+def evidence_effect(predictions: Sequence[Any], gold: Sequence[str], labels: Sequence[str],
+                    thresholds: dict[str, float], keyword_hits: Sequence[bool]) -> dict[str, dict[str, float]]:
+    """Safety recall and false escalations without and with the evidence gate on safety runners-up ({} if none)."""
+    from voicebot.nlu.evidence import NO_GATE, escalated_with_evidence
+
+    if not predictions or not thresholds or not predictions[0].safety_evidence:
+        return {}
+    probs = np.array([[p.probability(label) for label in labels] for p in predictions])
+    order = [label for label, _ in predictions[0].safety_evidence]
+    evidence = np.array([[dict(p.safety_evidence)[label] for label in order] for p in predictions])
+    safe = np.isin(np.asarray(gold), SAFETY_LABELS)
+    out = {}
+    for name, gate in (("without", NO_GATE), ("with", predictions[0].safety_evidence_gate)):
+        escalated = escalated_with_evidence(probs, labels, thresholds, evidence, gate,
+                                            predictions[0].safety_ood_gate, keyword_hits)
+        out[name] = {"recall": float(escalated[safe].mean()) if safe.any() else 1.0,
+                     "false_escalation_rate": float(escalated[~safe].mean()) if (~safe).any() else 0.0,
+                     "escalated": int(escalated.sum())}
+    return out
+
+
 def evaluate_intent(
     classifier: IntentClassifier, items: Sequence[tuple[str, str]], domain: Domain | None = None,
     latency_sample: int = 40,
@@ -229,6 +250,8 @@ def evaluate_intent(
         "safety_curve": escalation_curve(probs, gold, labels, keyword_hits, thresholds=thresholds,
                                          ood_gate=predictions[0].safety_ood_gate)
         if probs is not None and thresholds else [],
+        "safety_evidence_gate": predictions[0].safety_evidence_gate if predictions else -1.0,
+        "safety_evidence_effect": evidence_effect(predictions, gold, labels, thresholds, keyword_hits),
         "escalated": sum(e is not None for e in policy_escalated),
         "confident_intent_rate": sum(confident) / len(confident) if confident else 0.0,
         "confident_wrong": sum(c and p.label != g for c, p, g in zip(confident, predictions, gold, strict=True)),
@@ -281,6 +304,12 @@ def format_report(result: dict[str, Any]) -> str:
         for point in result["safety_curve"]:
             lines.append(f"  x{point['scale']:<5} recall {point['recall']:.3f}  "
                          f"false escalations {point['false_escalation_rate']:.3f}")
+    effect = result.get("safety_evidence_effect") or {}
+    if effect:
+        lines += ["", f"safety evidence gate on runners-up (lexicon share >= {result['safety_evidence_gate']:.3f}):"]
+        for name in ("without", "with"):
+            lines.append(f"  {name:7} recall {effect[name]['recall']:.3f}  false escalations "
+                         f"{effect[name]['false_escalation_rate']:.3f}  escalated {effect[name]['escalated']}")
     lines += ["", "coverage curve (confidence >= t):"]
     for point in result["coverage_curve"][::2]:
         lines.append(f"  t={point['threshold']:.2f}  coverage {point['coverage']:.3f}  "

@@ -71,6 +71,10 @@ class IntentPrediction:
     # The out-of-domain gate from the same calibration (``voicebot.nlu.safety.fit_ood_gate``): where
     # ``sonstiges`` has at least this probability a safety runner-up does not escalate (1.01: never gated).
     safety_ood_gate: float = 1.01
+    # Safety evidence from outside the softmax (``voicebot.nlu.evidence``: the lexicon learned from train), per
+    # safety intent, and the gate a safety *runner-up* must reach with it (fitted out of fold; -1: never gated).
+    safety_evidence: tuple[tuple[str, float], ...] = ()
+    safety_evidence_gate: float = -1.0
 
     def probability(self, label: str) -> float:
         for name, p in self.ranking:
@@ -265,6 +269,8 @@ class IntentClassifier:
     """A backend plus its calibration: ``predict(text) -> IntentPrediction``, ``decide(prediction)``."""
 
     def __init__(self, backend: IntentBackend, calibration: Calibration, directory: Path | None = None) -> None:
+        from voicebot.nlu.evidence import LEXICON_FILE, SafetyLexicon
+
         if tuple(backend.labels) and tuple(backend.labels) != tuple(calibration.labels):
             raise ValueError(
                 f"intent model labels {backend.labels} differ from its calibration's {calibration.labels}"
@@ -272,6 +278,13 @@ class IntentClassifier:
         self.backend = backend
         self.calibration = calibration
         self.directory = directory
+        # The evidence gate needs the lexicon it was fitted with; an artefact without one is never gated.
+        self.lexicon: SafetyLexicon | None = None
+        self.evidence_gate = float(calibration.extra.get("safety_evidence_gate", -1.0))
+        if directory is not None and (directory / LEXICON_FILE).is_file():
+            self.lexicon = SafetyLexicon.load(directory)
+        elif self.evidence_gate > -1.0:
+            raise ValueError(f"{directory}: calibration has a safety evidence gate but no {LEXICON_FILE}")
 
     @property
     def name(self) -> str:
@@ -291,12 +304,14 @@ class IntentClassifier:
         probs = self.probabilities(texts)
         safety = tuple((str(k), float(v)) for k, v in self.calibration.extra.get("safety_thresholds", {}).items())
         gate = float(self.calibration.extra.get("safety_ood_gate", 1.01))
+        evidence = self.lexicon.scores(texts) if self.lexicon is not None else None
         predictions = []
-        for row in probs:
+        for i, row in enumerate(probs):
             p = IntentPrediction.from_probabilities(self.labels, row, model=self.name)
-            predictions.append(
-                IntentPrediction(p.label, p.confidence, p.ranking, p.margin, self.decide(p), self.name, safety, gate)
-            )
+            backing = () if evidence is None else tuple(
+                (label, float(v)) for label, v in zip(self.lexicon.labels, evidence[i], strict=True))  # type: ignore[union-attr]
+            predictions.append(IntentPrediction(p.label, p.confidence, p.ranking, p.margin, self.decide(p), self.name,
+                                                safety, gate, backing, self.evidence_gate if backing else -1.0))
         return predictions
 
     def predict(self, text: str) -> IntentPrediction:

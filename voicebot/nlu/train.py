@@ -104,6 +104,15 @@ def _fit_head(x: np.ndarray, y: Sequence[str] | np.ndarray, labels: Sequence[str
     return model.coef_.astype(np.float32), model.intercept_.astype(np.float32)
 
 
+def _safety_lexicon(examples: Sequence[Example], folds: np.ndarray, directory: Path) -> np.ndarray:
+    """Fit and save the safety-evidence lexicon on all lines; its out-of-fold scores (the gate's calibration)."""
+    from voicebot.nlu.evidence import SafetyLexicon, lexicon_out_of_fold
+
+    texts, gold = [e.text for e in examples], [e.label for e in examples]
+    SafetyLexicon.fit(texts, gold).save(directory)
+    return lexicon_out_of_fold(texts, gold, folds)
+
+
 def train_ngram(examples: Sequence[Example], labels: Sequence[str], directory: Path, nlu: NluSettings,
                 meta: dict[str, Any], folds: int = 5, keyword_hits: Sequence[bool] | None = None) -> Calibration:
     """The n-gram model on all of train, calibrated on ``folds``-fold out-of-fold predictions (seconds each)."""
@@ -115,9 +124,10 @@ def train_ngram(examples: Sequence[Example], labels: Sequence[str], directory: P
         logits[held] = model.logits([e.text for e, h in zip(examples, held, strict=True) if h])
     directory.mkdir(parents=True, exist_ok=True)
     _fit_ngram(examples, labels, nlu.train_seed).save(directory)
+    evidence = _safety_lexicon(examples, assignment, directory)
     meta = {**meta, "n_train": len(examples), "calibration": f"{folds}-fold out-of-fold predictions on train"}
     return _finish("ngram", directory, logits, [e.label for e in examples], labels, nlu, meta, keyword_hits,
-                   [not e.origin for e in examples])
+                   [not e.origin for e in examples], evidence)
 
 
 # ---- e5 ---------------------------------------------------------------------------------------------------
@@ -254,6 +264,7 @@ def train_e5(examples: Sequence[Example], labels: Sequence[str], directory: Path
             logits[held] = mix_logits(pooled[held] @ head[0].T + head[1],
                                       ngram.logits([examples[int(i)].text for i in held]), nlu.ngram_weight)
         weight, bias = (torch.tensor(t) for t in _fit_head(pooled, gold, labels, nlu.train_seed))
+        evidence = _safety_lexicon(examples, folds, directory)
         ngram, calib = _fit_ngram(examples, labels, nlu.train_seed), np.arange(len(examples))
         how = "5-fold out-of-fold predictions on train"
     else:
@@ -272,6 +283,7 @@ def train_e5(examples: Sequence[Example], labels: Sequence[str], directory: Path
         encoder.to("cpu").save_pretrained(directory)  # the fine-tuned encoder travels with the head
         tokenizer.save_pretrained(directory)
         how = f"held-out {nlu.calibration_share:.0%} of train (+ its ASR lines)"
+        evidence = _safety_lexicon(examples, np.where(folds == 0, 0, 1), directory)[calib]
     save_file({"weight": weight.float().cpu().contiguous(), "bias": bias.float().cpu().contiguous()},
               str(directory / HEAD_FILE))
     if nlu.ngram_weight > 0:
@@ -283,7 +295,7 @@ def train_e5(examples: Sequence[Example], labels: Sequence[str], directory: Path
         meta.update(epochs=nlu.train_epochs, batch_size=nlu.train_batch_size, learning_rate=nlu.train_learning_rate)
     hits = None if keyword_hits is None else [bool(keyword_hits[int(i)]) for i in calib]
     return _finish("e5", directory, logits, gold[calib], labels, nlu, meta, hits,
-                   [not examples[int(i)].origin for i in calib])
+                   [not examples[int(i)].origin for i in calib], evidence)
 
 
 
@@ -301,6 +313,8 @@ def stale_reason(directory: Path, data_dir: Path | None = None) -> str:
         return "training data changed"
     if "safety_thresholds" not in extra:
         return "no safety operating points"
+    if "safety_evidence_gate" not in extra:
+        return "no safety evidence gate"
     return ""
 
 
