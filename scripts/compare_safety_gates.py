@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from compare_intent_models import cached, e5_embed  # noqa: E402
+from compare_safety_scores import training_examples  # noqa: E402
 
 from voicebot.config import load_settings  # noqa: E402
 from voicebot.dialog.domain import load_domain, safety_keyword  # noqa: E402
@@ -50,7 +51,7 @@ from voicebot.nlu.evidence import (  # noqa: E402
 from voicebot.nlu.intent import mix_logits  # noqa: E402
 from voicebot.nlu.safety import SAFETY_LABELS, fit_ood_gate, fit_operating_points  # noqa: E402
 from voicebot.nlu.train import _fit_head, _fit_ngram  # noqa: E402
-from voicebot.nlu.training_data import Example, fold_assignment, read_examples, training_files  # noqa: E402
+from voicebot.nlu.training_data import Example, fold_assignment, read_examples  # noqa: E402
 
 HELD_OUT = ("dev", "dev_asr", "ood", "ood_asr")
 SPEECH_CACHE = REPO / "eval" / "reports" / "ood-speech-asr.jsonl"
@@ -78,12 +79,7 @@ def main() -> int:
     settings = load_settings()
     domain = load_domain(settings.dialog.domain)
     data = REPO / "eval" / "intent"
-    files = training_files(data)
-    clean = read_examples(files[0]) + (read_examples(data / "staged_train.jsonl") if args.staged else [])
-    spoken = [e for p in files[1:] for e in read_examples(p)]
-    if args.staged:
-        spoken += read_examples(data / "staged_train_asr.jsonl")
-    train = [Example(e.text, e.label) for e in clean] + [Example(e.text, e.label, e.origin or e.text) for e in spoken]
+    train = training_examples(data, args.staged)
     held = {n: read_examples(data / f"{n}.jsonl") for n in HELD_OUT}
     held["speech"] = [Example(json.loads(x)["text"], "sonstiges")
                       for x in SPEECH_CACHE.read_text(encoding="utf-8").splitlines() if x.strip()]

@@ -75,6 +75,16 @@ def head_scores(x: np.ndarray, train: list[Example], y: np.ndarray, folds: np.nd
     return oof, out
 
 
+def training_examples(data: Path, staged: bool) -> list[Example]:
+    """Typed and spoken train lines (a spoken line keeps its typed origin: folds keep a line's versions together)."""
+    files = training_files(data)
+    clean = read_examples(files[0]) + (read_examples(data / "staged_train.jsonl") if staged else [])
+    spoken = [e for p in files[1:] for e in read_examples(p)]
+    if staged:
+        spoken += read_examples(data / "staged_train_asr.jsonl")
+    return [Example(e.text, e.label) for e in clean] + [Example(e.text, e.label, e.origin or e.text) for e in spoken]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--staged", action="store_true", help="add eval/intent/staged_train*.jsonl to train")
@@ -83,12 +93,7 @@ def main() -> int:
     settings = load_settings()
     domain = load_domain(settings.dialog.domain)
     data = REPO / "eval" / "intent"
-    files = training_files(data)
-    clean = read_examples(files[0]) + (read_examples(data / "staged_train.jsonl") if args.staged else [])
-    spoken = [e for p in files[1:] for e in read_examples(p)]
-    if args.staged:
-        spoken += read_examples(data / "staged_train_asr.jsonl")
-    train = [Example(e.text, e.label) for e in clean] + [Example(e.text, e.label, e.origin or e.text) for e in spoken]
+    train = training_examples(data, args.staged)
     held = {n: read_examples(data / f"{n}.jsonl") for n in HELD_OUT}
     texts = [e.text for e in train] + [e.text for rows in held.values() for e in rows]
     vectors = dict(zip(texts, cached("e5", texts, lambda t: e5_embed(t, settings)), strict=True))
