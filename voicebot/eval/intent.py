@@ -155,22 +155,16 @@ def safety_metrics(
 def evidence_effect(predictions: Sequence[Any], gold: Sequence[str], labels: Sequence[str],
                     thresholds: dict[str, float], keyword_hits: Sequence[bool]) -> dict[str, dict[str, float]]:
     """Safety recall and false escalations without and with the evidence gate on safety runners-up ({} if none)."""
-    from voicebot.nlu.evidence import NO_GATE, escalated_with_evidence
+    from voicebot.nlu.evidence import gate_effect
 
     if not predictions or not thresholds or not predictions[0].safety_evidence:
         return {}
     probs = np.array([[p.probability(label) for label in labels] for p in predictions])
     order = [label for label, _ in predictions[0].safety_evidence]
     evidence = np.array([[dict(p.safety_evidence)[label] for label in order] for p in predictions])
-    safe = np.isin(np.asarray(gold), SAFETY_LABELS)
-    out = {}
-    for name, gate in (("without", NO_GATE), ("with", predictions[0].safety_evidence_gate)):
-        escalated = escalated_with_evidence(probs, labels, thresholds, evidence, gate,
-                                            predictions[0].safety_ood_gate, keyword_hits)
-        out[name] = {"recall": float(escalated[safe].mean()) if safe.any() else 1.0,
-                     "false_escalation_rate": float(escalated[~safe].mean()) if (~safe).any() else 0.0,
-                     "escalated": int(escalated.sum())}
-    return out
+    first = predictions[0]
+    return gate_effect(probs, gold, labels, thresholds, evidence, first.safety_evidence_gate, first.safety_ood_gate,
+                       keyword_hits)
 
 
 def evaluate_intent(

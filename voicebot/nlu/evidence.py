@@ -169,3 +169,17 @@ def fit_evidence_gate(probs: np.ndarray, gold: Sequence[str], labels: Sequence[s
         if cost < best_cost - 1e-9:
             best, best_cost = float(gate), cost
     return round(best, 6)
+
+
+def gate_effect(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str], thresholds: dict[str, float],
+                evidence: np.ndarray, gate: float, ood_gate: float = 1.01,
+                keyword_hits: Sequence[bool] | None = None) -> dict[str, dict[str, float]]:
+    """Safety recall, false-escalation rate and lines escalated, ``without`` and ``with`` the evidence gate."""
+    safe = np.isin(np.asarray(gold), SAFETY_LABELS)
+    out = {}
+    for name, g in (("without", NO_GATE), ("with", gate)):
+        escalated = escalated_with_evidence(probs, labels, thresholds, evidence, g, ood_gate, keyword_hits)
+        out[name] = {"recall": float(escalated[safe].mean()) if safe.any() else 1.0,
+                     "false_escalation_rate": float(escalated[~safe].mean()) if (~safe).any() else 0.0,
+                     "escalated": int(escalated.sum())}
+    return out

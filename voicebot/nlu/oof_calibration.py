@@ -24,7 +24,7 @@ def safety_calibration(probs: np.ndarray, gold: Sequence[str], labels: Sequence[
     With held-out ``evidence`` (``voicebot.nlu.evidence``) and a positive
     ``evidence_miss_cost`` the evidence gate on safety runners-up is fitted too.
     """
-    from voicebot.nlu.evidence import NO_GATE, escalated_with_evidence, fit_evidence_gate
+    from voicebot.nlu.evidence import NO_GATE, fit_evidence_gate, gate_effect
     from voicebot.nlu.safety import SAFETY_LABELS, escalation_curve, fit_ood_gate, fit_operating_points
 
     if not set(SAFETY_LABELS) <= set(labels):
@@ -48,12 +48,7 @@ def safety_calibration(probs: np.ndarray, gold: Sequence[str], labels: Sequence[
     if evidence is not None and evidence_miss_cost > 0:
         evidence_gate = fit_evidence_gate(probs, gold, labels, thresholds, evidence, evidence_miss_cost, gate,
                                           keyword_hits)
-        safe = np.isin(np.asarray(gold), SAFETY_LABELS)
-        effect = {}
-        for name, g in (("without", NO_GATE), ("with", evidence_gate)):
-            escalated = escalated_with_evidence(probs, labels, thresholds, evidence, g, gate, keyword_hits)
-            effect[name] = {"recall": float(escalated[safe].mean()) if safe.any() else 1.0,
-                            "false_escalation_rate": float(escalated[~safe].mean()) if (~safe).any() else 0.0}
+        effect = gate_effect(probs, gold, labels, thresholds, evidence, evidence_gate, gate, keyword_hits)
         out.update(safety_evidence_gate=evidence_gate, safety_evidence_miss_cost=evidence_miss_cost,
                    safety_evidence_oof=effect)
     return out
