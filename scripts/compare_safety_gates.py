@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,6 @@ from voicebot.nlu.evidence import (  # noqa: E402
     SafetyLexicon,
     escalated_with_evidence,
     fit_evidence_gate,
-    knn_margin,
     lexicon_out_of_fold,
 )
 from voicebot.nlu.intent import mix_logits  # noqa: E402
@@ -66,6 +66,21 @@ class Scored:
     probs: np.ndarray
     hits: np.ndarray
     evidence: dict[str, np.ndarray]  # candidate -> (n, 3) evidence per safety label
+
+
+def knn_margin(queries: np.ndarray, pool: np.ndarray, pool_gold: Sequence[str], k: int = 3,
+               labels: Sequence[str] = SAFETY_LABELS) -> np.ndarray:
+    """Per safety intent: mean cosine to its ``k`` nearest pool lines minus to the ``k`` nearest ordinary ones."""
+    gold = np.asarray(pool_gold)
+    sims = queries @ pool.T
+
+    def top_mean(mask: np.ndarray) -> np.ndarray:
+        part = sims[:, mask]
+        kk = min(k, part.shape[1])
+        return np.sort(np.partition(part, -kk, axis=1)[:, -kk:], axis=1).mean(axis=1)
+
+    ordinary = top_mean(~np.isin(gold, list(labels)))
+    return np.stack([top_mean(gold == label) - ordinary for label in labels], axis=1)
 
 
 def main() -> int:

@@ -9,8 +9,8 @@ lines from ordinary ones in the training data:
   and ASR slips at a word's end do not matter) whose presence in train is
   mostly in lines of one safety intent; a line's evidence for that intent is
   the smoothed share of the strongest such stem it contains.
-* ``knn_margin``: e5 cosine to the nearest train lines of the safety intent
-  minus to the nearest ordinary lines.
+
+(A kNN margin on e5 embeddings was measured beside it and did not separate: scripts/compare_safety_gates.py.)
 
 Pure numpy / text code: no models here.
 """
@@ -109,21 +109,6 @@ def lexicon_out_of_fold(texts: Sequence[str], gold: Sequence[str], folds: np.nda
         lexicon = SafetyLexicon.fit([texts[i] for i in rest], [gold[i] for i in rest])
         out[held] = lexicon.scores([texts[i] for i in held])
     return out
-
-
-def knn_margin(queries: np.ndarray, pool: np.ndarray, pool_gold: Sequence[str], k: int = 3,
-               labels: Sequence[str] = SAFETY_LABELS) -> np.ndarray:
-    """Per safety intent: mean cosine to its ``k`` nearest pool lines minus to the ``k`` nearest ordinary ones."""
-    gold = np.asarray(pool_gold)
-    sims = queries @ pool.T
-
-    def top_mean(mask: np.ndarray) -> np.ndarray:
-        part = sims[:, mask]
-        kk = min(k, part.shape[1])
-        return np.sort(np.partition(part, -kk, axis=1)[:, -kk:], axis=1).mean(axis=1)
-
-    ordinary = top_mean(~np.isin(gold, list(labels)))
-    return np.stack([top_mean(gold == label) - ordinary for label in labels], axis=1)
 
 
 # ---- the gate on the escalation rule ----------------------------------------------------------------------
