@@ -10,9 +10,9 @@ knowledge-base suggestions (two e5 queries per turn, for the calls an agent watc
 ``--watched-share``), the bot's answer synthesized and encoded back to µ-law. VAD is the
 endpointer on the whole line: the caller's turns, and between them the quiet line
 (comfort noise at ``--idle-dbfs``, under the energy gate: the endpointer skips Silero there,
-"before" runs it on every frame). Not in it: the call core's other per-frame work on the
-event loop (frame bus, outbox, websocket framing), which ``scripts/profile_server.py``
-measures on a live server.
+"before" runs it on every frame). The call core's other per-frame work on the
+event loop (frame bus, outbox, websocket framing) is not replayed: ``--call-core`` adds it as
+``scripts/profile_server.py`` measured it on a live server (the event loop thread's CPU per call).
 Each stage is timed alone with the process's CPU clock (all threads), so the table
 reads directly as cores per concurrent call.
 
@@ -85,6 +85,11 @@ def main() -> int:
                              "1 = an agent console subscribed to all calls")
     parser.add_argument("--idle-dbfs", type=float, default=-65.0,
                         help="level of the line between the caller's turns (comfort noise)")
+    parser.add_argument("--call-core", type=float, default=0.021,
+                        help="CPU-s per call-s of the call core's per-frame work on the event loop (websocket "
+                             "framing, frame bus, endpointer, outbox), which no stage here replays: the event loop "
+                             "thread's CPU over the calls of a live run (scripts/profile_server.py: 33.7 %% of a "
+                             "core at 16 phone calls = 0.021); 0 leaves it out as earlier rounds did")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -265,6 +270,9 @@ def main() -> int:
         for column in ([profile] if profile else ["before", "now"]):
             row[column] = {"cpu_s": round(seconds, 3), "per_audio_s": round(per_second, 4),
                            "per_call_s": round(per_second * share, 4)}
+    if args.call_core > 0:  # measured live, not replayed: the same figure in both columns
+        live = {"cpu_s": None, "per_audio_s": round(args.call_core, 4), "per_call_s": round(args.call_core, 4)}
+        rows["call core (loop, live)"] = {"stage": "call core (loop, live)", "before": live, "now": live}
     cores = os.cpu_count() or 1
     totals = {p: sum(r[p]["per_call_s"] for r in rows.values()) for p in ("before", "now")}
     essential = {p: totals[p] - rows["partials"][p]["per_call_s"] for p in ("before", "now")}

@@ -152,6 +152,7 @@ def run_phone(argv: list[str]) -> int:
                                          encoding="mulaw", sample_rate=8000, seed=args.seed,
                                          trace=args.trace, idle_line=idle_line))
                 r["load_avg_1m"] = [round(before[0], 2), round(os.getloadavg()[0], 2)]
+                r["asr_decode_seconds"] = decode_split(f"http://{server.host}:{server.port}/metrics")
                 r["server_label"] = label
                 runs[key] = r
     secs = [c.seconds for c in clips]
@@ -168,17 +169,46 @@ def run_phone(argv: list[str]) -> int:
     return 0
 
 
+SCHEDULER_COUNTS = ("finals_hurried", "fallback_decodes", "fallback_rounds", "partials_skipped")
+
+
+def decode_split(metrics_url: str) -> dict[str, float]:
+    """The server's ASR decode seconds by use (final, speculative, partial, discarded) and the scheduler's
+    counts (hurried finals, temperature fallbacks); empty for a server without them (an older tree)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=10) as resp:
+            text = resp.read().decode("utf-8")
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if fam.name == "voicebot_asr_decode_seconds":
+                out[sample.labels["use"]] = round(sample.value, 1)
+            elif fam.name == "voicebot_asr_scheduler" and sample.labels.get("name") in SCHEDULER_COUNTS:
+                out[sample.labels["name"]] = sample.value
+    return out
+
+
 def phone_table(result: dict[str, Any]) -> str:
     def f(x: float | None) -> str:
         return "–" if x is None else f"{x:.0f}"
 
     head = ("| offered calls | calls done | refused (full) | dropped | errored | turns (unanswered, bot cut in) | "
             "voice→voice p50 / p95 / p99 ms | final p50 / p95 ms | partial lag p50 / p95 ms | "
-            "server: endpoint / asr / intent / tts p50 ms | server CPU % mean | client late p95 ms | "
+            "server: endpoint / asr / intent / tts p50 ms | server / client / machine CPU % mean | "
+            "client late p95 ms | "
+            "ASR decode s: final / speculative / partial / discarded | finals hurried / fallbacks (rounds) | "
             "load avg 1m before → after |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    uses = ("final", "speculative", "partial", "discarded")
     for n, r in result["by_calls"].items():
         v, fin, lag = r["voice_to_voice_ms"], r["final_latency_ms"], r["partial_lag_ms"]
+        d = r.get("asr_decode_seconds") or {}
         sp = r.get("server_spans_ms", {})
         spans = " / ".join(f((sp.get(k) or {}).get("p50")) for k in ("endpoint_ms", "asr_ms", "intent_ms",
                                                                      "tts_first_audio_ms"))
@@ -188,7 +218,10 @@ def phone_table(result: dict[str, Any]) -> str:
             f"{r['turns']} ({r['unanswered_turns']}, {r.get('cut_ins', '–')}) | "
             f"{f(v['p50'])} / {f(v['p95'])} / {f(v['p99'])} | "
             f"{f(fin['p50'])} / {f(fin['p95'])} | {f(lag['p50'])} / {f(lag['p95'])} | {spans} | "
-            f"{f(r['server']['cpu_percent']['mean'])} | {f(r['client_late_ms']['p95'])} | "
+            f"{f(r['server']['cpu_percent']['mean'])} / {f(r.get('client_cpu_percent', {}).get('mean'))} / "
+            f"{f(r.get('machine_cpu_percent', {}).get('mean'))} | {f(r['client_late_ms']['p95'])} | "
+            f"{' / '.join(f(d.get(k)) for k in uses)} | "
+            f"{f(d.get('finals_hurried'))} / {f(d.get('fallback_decodes'))} ({f(d.get('fallback_rounds'))}) | "
             f"{r['load_avg_1m'][0]} → {r['load_avg_1m'][1]} |")
     c = result["config"]
     lines.append(f"\n{c['turns']} turns of {c['turn_s'][0]}–{c['turn_s'][2]} s (mean {c['turn_s'][1]} s), "

@@ -250,6 +250,17 @@ def report(args: argparse.Namespace, load: dict[str, Any], metrics: dict[str, An
           f"{f(asr.get('partials_skipped'))}, partial decode {asr.get('partial_decode_s') or 0:.2f} s, "
           f"final decode {asr.get('final_decode_s') or 0:.2f} s")
 
+    spent = {lab["use"]: v for lab, v in metrics.get("voicebot_asr_decode_seconds", [])}
+    if spent:
+        total = sum(spent.values()) or 1.0
+        print("\n| ASR decode seconds by use | s | share % |\n|---|---|---|\n" + "\n".join(
+            f"| {use} | {v:.1f} | {100 * v / total:.0f} |" for use, v in spent.items()))
+    tts = {lab["stat"]: v for lab, v in metrics.get("voicebot_tts_cache", [])}
+    print(f"\ntemperature fallbacks {f(asr.get('fallback_decodes'))} ({f(asr.get('fallback_rounds'))} rounds); "
+          f"TTS sentence cache hits {f(tts.get('hits'))}, misses {f(tts.get('misses'))}")
+    print(f"\nCPU % of one core, mean: load client (same box) {f(load.get('client_cpu_percent', {}).get('mean'))}, "
+          f"whole machine {f(load.get('machine_cpu_percent', {}).get('mean'))} of {100 * (os.cpu_count() or 1)}")
+
     pools: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     for metric, key in (("voicebot_pool_jobs_total", "jobs"), ("voicebot_pool_busy_seconds_total", "busy"),
                         ("voicebot_pool_cpu_seconds_total", "cpu")):
@@ -287,6 +298,7 @@ def report(args: argparse.Namespace, load: dict[str, Any], metrics: dict[str, An
     return {"calls": args.calls, "max_calls": args.max_calls, "duration_s": args.duration, "load_avg": loadavg,
             "load": load, "asr": asr, "asr_requests": {f"{k}.{s}": v for (k, s), v in req.items()},
             "pools": {f"{p}/{k}": v for (p, k), v in pools.items()}, "loop_lag": lag, "threads": threads,
+            "asr_decode_seconds": spent,
             "gil": dict(gil.most_common(40)) if gil else None}
 
 

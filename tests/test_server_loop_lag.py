@@ -78,3 +78,5 @@ def test_metrics_show_where_the_engines_time_goes(tmp_path: Path) -> None:
     assert samples[("voicebot_loop_lag_seconds_count", ())] >= 1
     assert ("voicebot_asr_scheduler", (("name", "queue_depth"),)) in samples
     assert ("voicebot_asr_request_seconds", (("kind", "final"), ("stat", "served"))) in samples
+    assert ("voicebot_asr_decode_seconds", (("use", "discarded"),)) in samples  # the ASR work by what became of it
+    assert samples[("voicebot_tts_cache", (("stat", "misses"),))] >= 1  # the greeting was synthesized once

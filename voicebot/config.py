@@ -117,6 +117,12 @@ class AsrSettings:
     # calls it did not beat sharing (voice->voice p95 7.4 vs 6.4 s, partial lag p95 2.6 vs 1.3 s; docs/CAPACITY.md).
     partial_lane: bool = False
     partial_nice: Annotated[int, Field(ge=0, le=19)] = 19
+    # A hurried final (decoded greedily because other finals wait, the scheduler's adaptive_beam) also gets the
+    # temperature fallback (voicebot/asr/fallback.py: up to 5 temperatures x 5 samples for a loop or a very
+    # unsure decode). false: under load it goes without, and the hallucination guards judge its one pass. Greedy
+    # finals of 28 phone turns (scripts/bench_asr_window.py --beams 1 --fallback 1,0 --pad): 2 took the fallback;
+    # without it 0.633 vs 0.669 CPU-s a turn (-5 %), WER 0.436 vs 0.434.
+    hurried_fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,10 @@ class TtsSettings:
     # Pico in a child process: in-process its synthesis holds the GIL (120-180 ms loop stalls on a
     # loaded machine, scripts/bench_playback.py); false runs it in-process.
     pico_process: bool = True
+    # Synthesized sentences kept for every call (voicebot/tts/cache.py): the bot's prompts are templated and
+    # repeat across calls (greeting, questions, confirmations), so a busy box mostly re-speaks what it said
+    # before. LRU by (voice, sentence), at most this many MB of PCM (16 kHz Pico: ~32 s of audio per MB). 0 = off.
+    cache_mb: NonNegative = 32
 
 
 @dataclass(frozen=True)
@@ -351,6 +361,11 @@ class EngineSettings:
     asr_cpus: Annotated[float, Field(ge=0)] = 1.0  # Ray CPUs reserved per replica
     intent_cpus: Annotated[float, Field(ge=0)] = 0.5
     tts_cpus: Annotated[float, Field(ge=0)] = 0.5
+    # numpy's BLAS (OpenBLAS) threads in a serving process, set once its models are loaded (threadpoolctl): the
+    # mel features of Whisper and Smart Turn are small matrix products, and a second BLAS thread doubled their
+    # CPU for the same wall time (Whisper 10 s features 7.3 vs 3.7 CPU-ms), and at 16 phone calls OpenBLAS's second
+    # thread spun at ~10 % of a core beside the event loop (/proc per-thread CPU). 0 = the library's default.
+    blas_threads: NonNegative = 1
 
 
 @dataclass(frozen=True)

@@ -76,13 +76,19 @@ class WorkerModels:
 
 def serve_threads(settings: Settings) -> None:
     """torch's intra-op threads for serving (``nlu.serve_threads``), set after every model has loaded:
-    loading the intent model sets the training figure (``nlu.threads``), and the setting is process-wide."""
+    loading the intent model sets the training figure (``nlu.threads``), and the setting is process-wide.
+    numpy's BLAS threads likewise (``engines.blas_threads``)."""
     import sys
 
     if "torch" in sys.modules and settings.nlu.device != "cuda":
         import torch
 
         torch.set_num_threads(settings.nlu.serve_threads)
+    if settings.engines.blas_threads > 0:
+        # Process-wide and kept (not a context): every later numpy product runs at this many BLAS threads.
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=settings.engines.blas_threads, user_api="blas")
 
 
 @dataclass

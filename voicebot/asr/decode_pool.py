@@ -52,6 +52,7 @@ class DecodeRequest:
     future: asyncio.Future[TranscriptionResult | None] = field(repr=False)
     speculative: bool = False  # a final decoded at a pause, before the turn is known to be over
     window_s: int | None = None  # the encoder window the caller chose (engines that take ``window_s``)
+    batch_size: int = 1  # requests decoded with it in one batch (set when it is decoded)
 
 
 # What the pool asks its scheduler: the next batch for a worker of a lane (ANY, FINALS or PARTIALS; empty: nothing
@@ -91,6 +92,8 @@ class DecodePool:
         self._final_kw_batch = accepts(getattr(transcriber, "transcribe_batch", None), "final")
         self._window_kw = accepts(getattr(transcriber, "transcribe", None), "window_s")
         self._window_kw_batch = accepts(getattr(transcriber, "transcribe_batch", None), "window_s")
+        self._fallback_kw = accepts(getattr(transcriber, "transcribe", None), "fallback")
+        self._fallback_kw_batch = accepts(getattr(transcriber, "transcribe_batch", None), "fallback")
 
     @property
     def running(self) -> bool:
@@ -165,6 +168,7 @@ class DecodePool:
             self.batches += 1
             self.batched_items += len(batch)
             for req, result in zip(batch, results, strict=True):
+                req.batch_size = len(batch)
                 served(req, result, started, done)
 
     def _decode(self, batch: list[DecodeRequest], hurry: bool = False) -> list[TranscriptionResult]:
@@ -174,6 +178,11 @@ class DecodePool:
         # The window follows the kind of request, not the beam (greedy finals keep the final's window).
         kw: dict[str, Any] = {"final": batch[0].final} if self._final_kw else {}
         kw_batch: dict[str, Any] = {"final": batch[0].final} if self._final_kw_batch else {}
+        if hurry and batch[0].final and not self.settings.hurried_fallback:
+            # Under load a failed greedy decode is not re-sampled (up to 5 temperatures x 5 samples): the queue
+            # behind it is worth more than the rare loop the hallucination guards would blank anyway.
+            kw.update({"fallback": False} if self._fallback_kw else {})
+            kw_batch.update({"fallback": False} if self._fallback_kw_batch else {})
         if len(batch) == 1 or not hasattr(self.transcriber, "transcribe_batch"):
             return [
                 self.transcriber.transcribe(

@@ -32,8 +32,9 @@ def needs_fallback(text: str, avg_logprob: float, no_speech: float, settings: As
 def resample_failed(
     model: Any, tokenizer: Any, settings: AsrSettings, encoder_output: Any, prompt: list[int],
     texts: list[list[int]], stats: list[tuple[float, float]], **generate_options: Any,
-) -> None:
-    """Re-decode, in place, the items of a batch whose beam-search result fails the checks.
+) -> int:
+    """Re-decode, in place, the items of a batch whose beam-search result fails the checks; the number of
+    sampling rounds it took (0: every item passed at once; each round is ``FALLBACK_BEST_OF`` samples).
 
     ``model`` is the CTranslate2 Whisper model, ``texts`` the text tokens per item and
     ``stats`` their ``(avg_logprob, no_speech_prob)``; ``generate_options`` are passed on
@@ -44,9 +45,11 @@ def resample_failed(
     todo = [i for i, (t, (lp, ns)) in enumerate(zip(texts, stats, strict=True))
             if needs_fallback(tokenizer.decode(t), lp, ns, settings)]
     if not todo:
-        return
+        return 0
     ctranslate2.set_random_seed(FALLBACK_SEED)
+    rounds = 0
     for temperature in FALLBACK_TEMPERATURES:
+        rounds += 1
         results = model.generate(
             encoder_output, [list(prompt) for _ in texts], beam_size=1, num_hypotheses=FALLBACK_BEST_OF,
             sampling_topk=0, sampling_temperature=temperature, return_scores=True, return_no_speech_prob=True,
@@ -67,4 +70,5 @@ def resample_failed(
             stats[i] = (float(avg_logprob), stats[i][1])
         todo = still
         if not todo:
-            return
+            return rounds
+    return rounds

@@ -118,6 +118,9 @@ class AsrScheduler:
         # and from the pool's measured decode time of a partial.
         self._partial_calls: dict[str, float] = {}
         self._skipped_partials = 0  # partials a recognizer did not ask for because finals waited
+        # Decode seconds (wall, per worker) by what became of the decode: the cost model's split of the ASR work.
+        # "discarded": its requester had gone (a pause decode voided by speech, a partial of an ended turn).
+        self.decode_seconds = {"final": 0.0, "speculative": 0.0, "partial": 0.0, "discarded": 0.0}
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -278,6 +281,10 @@ class AsrScheduler:
 
     def _served(self, req: _Request, result: TranscriptionResult, started: float, done: float) -> None:
         kind = self._stats["final" if req.final else "partial"]
+        spent = (done - started) / max(1, req.batch_size)
+        what = ("discarded" if req.future.done() else "partial" if not req.final
+                else "speculative" if req.speculative else "final")
+        self.decode_seconds[what] += spent
         kind.served += 1
         kind.latencies.append(done - req.enqueued)
         kind.waits.append(started - req.enqueued)
@@ -322,9 +329,12 @@ class AsrScheduler:
             "in_flight": pool.in_flight,
             "partial_lane": pool.partial_lane,
             "lone_encodes": getattr(getattr(self.transcriber, "models_set", None), "lone_encodes", 0),
+            "fallback_decodes": getattr(self.transcriber, "fallback_decodes", 0),
+            "fallback_rounds": getattr(self.transcriber, "fallback_rounds", 0),
             "batches": pool.batches,
             "mean_batch": (pool.batched_items / pool.batches) if pool.batches else 0.0,
             "busy_seconds": pool.busy_seconds,
+            "decode_seconds": dict(self.decode_seconds),
             "utilization": (pool.busy_seconds / elapsed) if elapsed > 0 else 0.0,
             "audio_seconds": self._audio_seconds,
             "rtf": (pool.busy_seconds / self._audio_seconds) if self._audio_seconds else 0.0,

@@ -137,6 +137,10 @@ class Transcriber:
         # Callers that want concurrency go through the scheduler.
         self._lock = threading.BoundedSemaphore(max(1, settings.decode_workers))
         self._partial_lock = threading.BoundedSemaphore(1)  # the partial lane's one replica (asr.partial_lane)
+        # Batches that needed the temperature fallback, and its sampling rounds (each FALLBACK_BEST_OF samples).
+        self.fallback_decodes = 0
+        self.fallback_rounds = 0
+        self._count_lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -218,16 +222,18 @@ class Transcriber:
         offset: float = 0.0,
         final: bool | None = None,
         window_s: int | None = None,
+        fallback: bool | None = None,
     ) -> TranscriptionResult:
         """Transcribe one 16 kHz mono utterance (int16 or float32).
 
-        ``offset`` shifts word times onto the caller's timeline. ``final`` / ``window_s``: see
-        ``transcribe_batch``.
+        ``offset`` shifts word times onto the caller's timeline. ``final`` / ``window_s`` / ``fallback``:
+        see ``transcribe_batch``.
         """
         if len(audio) / ASR_SAMPLE_RATE + WINDOW_MARGIN_S <= NATIVE_WINDOW_S:
             return self.transcribe_batch(
                 [audio], beam_size=beam_size, word_timestamps=word_timestamps,
                 initial_prompt=initial_prompt, offsets=[offset], final=final, window_s=window_s,
+                fallback=fallback,
             )[0]
         return self._transcribe_long(audio, beam_size, word_timestamps, initial_prompt, offset)
 
@@ -241,6 +247,7 @@ class Transcriber:
         offsets: Sequence[float] | None = None,
         final: bool | None = None,
         window_s: int | None = None,
+        fallback: bool | None = None,
     ) -> list[TranscriptionResult]:
         """Decode several utterances (each ≤ 30 s) as one CTranslate2 batch, one window each.
 
@@ -248,6 +255,8 @@ class Transcriber:
         result is the wall time of the whole batch. ``final``: size the window as for a
         final (``asr.final_chunk_length``); ``None`` means "a beam search is a final"
         (the old rule). ``window_s`` forces the window (evaluations; never below the audio).
+        ``fallback``: the temperature fallback (``voicebot.asr.fallback``) for failed decodes; ``None``: finals
+        get it, partials do not (a hurried final under load may go without: ``asr.hurried_fallback``).
         """
         if not audios:
             return []
@@ -264,7 +273,8 @@ class Transcriber:
         with self._lock if lane is self._model else self._partial_lock:
             with models.running(lane) if models is not None else contextlib.nullcontext(False) as alone:
                 decoded = self._decode_window(samples, window, beam, prompt_text, word_timestamps,
-                                              fallback=is_final, lane=lane, alone=alone)
+                                              fallback=is_final if fallback is None else fallback,
+                                              lane=lane, alone=alone)
         elapsed = time.perf_counter() - started
         results = []
         for (text, words, avg_logprob, no_speech), duration, offset in zip(decoded, durations, offsets, strict=True):
@@ -336,9 +346,13 @@ class Transcriber:
             texts.append([t for t in tokens if t < tok.eot])
             stats.append((float(avg_logprob), float(r.no_speech_prob)))
         if beam > 1 if fallback is None else fallback:  # finals: temperature fallback (partials stay one pass)
-            resample_failed(model.model, tok, self.settings, encoder_output, prompt, texts, stats,
-                            max_length=max_length, suppress_blank=True, suppress_tokens=list(self._suppress),
-                            max_initial_timestamp_index=50)
+            rounds = resample_failed(model.model, tok, self.settings, encoder_output, prompt, texts, stats,
+                                     max_length=max_length, suppress_blank=True,
+                                     suppress_tokens=list(self._suppress), max_initial_timestamp_index=50)
+            if rounds:
+                with self._count_lock:
+                    self.fallback_decodes += 1
+                    self.fallback_rounds += rounds
         if word_timestamps and any(texts):
             words_per_item = self._align(encoder_output, texts, content_frames, model)
         else:

@@ -17,6 +17,7 @@ import numpy as np
 
 from voicebot.call.pools import EnginePool, KindTimes
 from voicebot.config import Settings
+from voicebot.tts.cache import SentenceCache
 
 if TYPE_CHECKING:
     from voicebot.asr.transcriber import TranscriptionResult
@@ -75,18 +76,26 @@ class LocalIntentClient:
 
 
 class LocalSpeechClient:
-    """The synthesizer of this process, run on the light-model pool (Pico holds the GIL per sentence)."""
+    """The synthesizer of this process, run on the light-model pool (Pico holds the GIL per sentence).
+    ``cache``: sentences already spoken (by any call) come back from it without a synthesis."""
 
-    def __init__(self, synthesizer: Any, pool: EnginePool) -> None:
+    def __init__(self, synthesizer: Any, pool: EnginePool, cache: SentenceCache | None = None) -> None:
         self.synthesizer = synthesizer
         self.pool = pool
+        self.cache = cache
+        self.voice = str(getattr(synthesizer, "name", type(synthesizer).__name__))
 
     @property
     def sample_rate(self) -> int:
         return int(self.synthesizer.sample_rate)
 
     async def synthesize(self, sentence: str) -> SynthesizedAudio:
-        return await self.pool.run("tts", self.synthesizer.synthesize, sentence)
+        if self.cache is not None and (cached := self.cache.get(self.voice, sentence)) is not None:
+            return cached
+        audio: SynthesizedAudio = await self.pool.run("tts", self.synthesizer.synthesize, sentence)
+        if self.cache is not None:
+            self.cache.put(self.voice, sentence, audio)
+        return audio
 
 
 class EndOfTurnClient:
@@ -157,7 +166,8 @@ class LocalEngineClients(EngineClients):
         return cls(
             asr=AsrScheduler(engines.transcriber, settings.asr, executor=decode.executor),
             intent=LocalIntentClient(engines.intent, light),
-            speech=LocalSpeechClient(engines.synthesizer, light),
+            speech=LocalSpeechClient(engines.synthesizer, light, cache=(
+                SentenceCache(settings.tts.cache_mb * 1_000_000) if settings.tts.cache_mb > 0 else None)),
             vad_model=engines.vad_model,
             encoder=engines.encoder,
             load_seconds=dict(engines.load_seconds),

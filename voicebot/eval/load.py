@@ -295,6 +295,7 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
         "server_spans_ms": {name: summarize(values, 1) for name, values in merged.spans.items()},
         "server": {"cpu_percent": summarize(server["cpu"], 1), "rss_mb": summarize(server["rss"], 1)},
         "client_cpu_percent": summarize(server["client_cpu"], 1),
+        "machine_cpu_percent": summarize(server.get("machine_cpu", []), 1),
         # What went wrong, by kind (call ids stripped), so a collapse can be told apart from a few hiccups.
         "problem_counts": dict(Counter(re.sub(r"^call \S+: ", "", p) for p in merged.problems).most_common(10)),
     }

@@ -12,10 +12,12 @@ import sys
 
 async def sample_processes(pid: int | None, stop: asyncio.Event, interval: float = 0.5) -> dict[str, list[float]]:
     """Every ``interval``: the server's CPU percent (100 = one core; with its children) and RSS in MB,
-    and this load generator's own CPU percent (a client near 100 % measures itself, not the server)."""
+    this load generator's own CPU percent (a client near 100 % measures itself, not the server), and the whole
+    machine's (100 = one core: what is left idle, or taken by other jobs)."""
     import psutil
 
-    series: dict[str, list[float]] = {"cpu": [], "rss": [], "client_cpu": []}
+    series: dict[str, list[float]] = {"cpu": [], "rss": [], "client_cpu": [], "machine_cpu": []}
+    cores = psutil.cpu_count() or 1
     me = psutil.Process()
     procs: dict[int, psutil.Process] = {}
     server = None
@@ -42,6 +44,7 @@ async def sample_processes(pid: int | None, stop: asyncio.Event, interval: float
                     procs.pop(p.pid, None)
         return total_cpu, total_rss, me.cpu_percent(None)
 
+    psutil.cpu_percent(None)
     sample()  # primes cpu_percent, whose first reading is meaningless
     while not stop.is_set():
         try:
@@ -53,6 +56,7 @@ async def sample_processes(pid: int | None, stop: asyncio.Event, interval: float
             series["cpu"].append(c)
             series["rss"].append(r)
         series["client_cpu"].append(own)
+        series["machine_cpu"].append(psutil.cpu_percent(None) * cores)  # every process, 100 = one core
     return series
 
 

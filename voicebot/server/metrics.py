@@ -136,6 +136,12 @@ class _EngineCollector(Collector):
                 wait.add_metric([t.pool, t.kind, q], w)
                 run.add_metric([t.pool, t.kind, q], r)
         yield from (jobs, busy, cpu, wait, run)
+        cache = getattr(getattr(self.clients, "speech", None), "cache", None)
+        if cache is not None:  # the synthesized sentences shared by all calls (voicebot/tts/cache.py)
+            tts = GaugeMetricFamily("voicebot_tts_cache", "Sentence cache: hits, misses, bytes held", labels=["stat"])
+            for stat, value in (("hits", cache.hits), ("misses", cache.misses), ("bytes", cache.bytes)):
+                tts.add_metric([stat], float(value))
+            yield tts
         stats_fn: Callable[[], dict[str, Any]] | None = getattr(getattr(self.clients, "asr", None), "stats", None)
         if stats_fn is None:
             return
@@ -143,10 +149,16 @@ class _EngineCollector(Collector):
         asr = GaugeMetricFamily("voicebot_asr_scheduler", "ASR scheduler state (queues, decode seconds, counts)",
                                 labels=["name"])
         for name in ("queue_depth", "queued_finals", "finals_hurried", "partials_skipped", "partial_decode_s",
-                     "final_decode_s", "calls_making_partials", "busy_seconds", "utilization", "audio_seconds"):
+                     "final_decode_s", "calls_making_partials", "busy_seconds", "utilization", "audio_seconds",
+                     "fallback_decodes", "fallback_rounds"):
             if isinstance(stats.get(name), int | float):
                 asr.add_metric([name], float(stats[name]))
         yield asr
+        spent = GaugeMetricFamily("voicebot_asr_decode_seconds", "Decode seconds by what became of the decode "
+                                  "(final, speculative, partial, discarded)", labels=["use"])
+        for use, seconds in (stats.get("decode_seconds") or {}).items():
+            spent.add_metric([use], float(seconds))
+        yield spent
         kinds = GaugeMetricFamily("voicebot_asr_request_seconds", "ASR requests: queue wait, decode and latency",
                                   labels=["kind", "stat"])
         for kind in ("final", "partial"):
