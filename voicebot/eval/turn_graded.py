@@ -27,6 +27,7 @@ import numpy as np
 
 from voicebot.audio.io import load_for_asr
 from voicebot.eval.turn_end import SHARED_DATA, cut_points, phone, with_silence
+from voicebot.eval.turn_hiss import with_line_hiss
 from voicebot.turn.cues import incomplete_cue
 
 SILENCES_MS = (200, 400, 600, 800)
@@ -73,7 +74,7 @@ def assign_splits(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
 
 def build_graded(rows: Iterable[dict[str, Any]], smart_turn: Any, text_model: Any, channels: tuple[str, ...],
                  silences_ms: tuple[int, ...] = SILENCES_MS,
-                 progress: Callable[[int, int], None] | None = None) -> list[GradedSample]:
+                 progress: Callable[[int, int], None] | None = None, line: str = "floor") -> list[GradedSample]:
     """Smart Turn at every silence of ``silences_ms`` (one batch per pause and channel), text once.
 
     Each shorter pause is a slice of the longest one after the channel, as a live stream is: the telephone
@@ -90,10 +91,14 @@ def build_graded(rows: Iterable[dict[str, Any]], smart_turn: Any, text_model: An
             text = " ".join(w[0] for w in row["words"][:kept])
             text_prob = text_model.predict(text)
             # same seed as voicebot.eval.turn_end.build_samples: the 200 ms slice is the shipped eval's pause
-            audio = with_silence(pcm, cut_s, longest, seed=int(row.get("line", i)) * 10 + j)
+            seed = int(row.get("line", i)) * 10 + j
+            audio = with_silence(pcm, cut_s, longest, seed=seed)
             head = len(audio) - int(longest * RATE / 1000)
             for channel in channels:
-                heard = phone(audio) if channel == "telephone" else audio
+                if channel == "telephone":
+                    heard = phone(with_line_hiss(pcm, cut_s, longest, seed) if line == "hiss" else audio)
+                else:
+                    heard = audio
                 probs = predict_many(smart_turn, [heard[: head + int(s * RATE / 1000)] for s in silences_ms])
                 out.append(GradedSample(row["id"], row["manifest"], channel, kept == len(row["words"]),
                                         splits[row["id"]], text, round(cut_s, 3),
