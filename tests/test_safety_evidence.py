@@ -13,8 +13,10 @@ from voicebot.dialog.escalation import safety_escalation
 from voicebot.nlu.calibration import Calibration
 from voicebot.nlu.evidence import (
     NO_GATE,
+    TOP1_ONLY,
     SafetyLexicon,
     escalated_with_evidence,
+    evidence_gate_curve,
     fit_evidence_gate,
     lexicon_out_of_fold,
     stems,
@@ -77,6 +79,14 @@ def test_gate_silences_only_runners_up_and_is_fitted_on_held_out_lines() -> None
     hits = [False, False, True]  # the keyword net is never gated
     assert escalated_with_evidence(probs, LABELS, thresholds, evidence, gate, keyword_hits=hits)[2]
 
+
+def test_evidence_curve_trades_recall_for_false_escalations_down_to_top1_only() -> None:
+    thresholds = {"notfall": 0.05, "seelsorge": 0.05, "mitarbeiter": 0.1}
+    probs = np.array([[0.6, 0.1, 0.1, 0.1, 0.1], [0.2, 0.6, 0.1, 0.05, 0.05], [0.1, 0.8, 0.04, 0.03, 0.03]])
+    evidence = np.array([[0.0, 0.0, 0.0], [0.7, 0.0, 0.0], [0.2, 0.0, 0.0]])
+    gold = ["notfall", "notfall", "rechnung"]
+    curve = evidence_gate_curve(probs, gold, LABELS, thresholds, evidence, (NO_GATE, 0.5, TOP1_ONLY))
+    assert [(p["recall"], p["false_escalations"]) for p in curve] == [(1.0, 1), (1.0, 0), (0.5, 0)]
 
 def test_policy_rule_needs_evidence_for_a_runner_up() -> None:
     domain = load_domain(REPO_ROOT / "pipelines" / "default")

@@ -153,16 +153,24 @@ def safety_metrics(
 
 
 def evidence_effect(predictions: Sequence[Any], gold: Sequence[str], labels: Sequence[str],
-                    thresholds: dict[str, float], keyword_hits: Sequence[bool]) -> dict[str, dict[str, float]]:
-    """Safety recall and false escalations without and with the evidence gate on safety runners-up ({} if none)."""
-    from voicebot.nlu.evidence import gate_effect
+                    thresholds: dict[str, float], keyword_hits: Sequence[bool],
+                    curve: bool = False) -> Any:
+    """Safety recall and false escalations without and with the evidence gate on safety runners-up ({} if none).
+
+    With ``curve``: the same at a row of gates instead (``voicebot.nlu.evidence.evidence_gate_curve``, [] if none).
+    """
+    from voicebot.nlu.evidence import CURVE_GATES, evidence_gate_curve, gate_effect
 
     if not predictions or not thresholds or not predictions[0].safety_evidence:
-        return {}
+        return [] if curve else {}
     probs = np.array([[p.probability(label) for label in labels] for p in predictions])
     order = [label for label, _ in predictions[0].safety_evidence]
     evidence = np.array([[dict(p.safety_evidence)[label] for label in order] for p in predictions])
     first = predictions[0]
+    if curve:
+        gates = sorted({*CURVE_GATES, first.safety_evidence_gate})
+        return evidence_gate_curve(probs, gold, labels, thresholds, evidence, gates, first.safety_ood_gate,
+                                   keyword_hits)
     return gate_effect(probs, gold, labels, thresholds, evidence, first.safety_evidence_gate, first.safety_ood_gate,
                        keyword_hits)
 
@@ -246,6 +254,7 @@ def evaluate_intent(
         if probs is not None and thresholds else [],
         "safety_evidence_gate": predictions[0].safety_evidence_gate if predictions else -1.0,
         "safety_evidence_effect": evidence_effect(predictions, gold, labels, thresholds, keyword_hits),
+        "safety_evidence_curve": evidence_effect(predictions, gold, labels, thresholds, keyword_hits, curve=True),
         "escalated": sum(e is not None for e in policy_escalated),
         "confident_intent_rate": sum(confident) / len(confident) if confident else 0.0,
         "confident_wrong": sum(c and p.label != g for c, p, g in zip(confident, predictions, gold, strict=True)),
@@ -304,6 +313,13 @@ def format_report(result: dict[str, Any]) -> str:
         for name in ("without", "with"):
             lines.append(f"  {name:7} recall {effect[name]['recall']:.3f}  false escalations "
                          f"{effect[name]['false_escalation_rate']:.3f}  escalated {effect[name]['escalated']}")
+    if result.get("safety_evidence_curve"):
+        lines += ["", "safety evidence curve (runner-up gate: recall, false escalations; 2.0 = top-1 only; read only,"
+                  " the gate is fitted out of fold on train):"]
+        for point in result["safety_evidence_curve"]:
+            shown = "none" if point["gate"] < 0 else f"{point['gate']:.3f}"
+            lines.append(f"  gate {shown:>5}  recall {point['recall']:.3f}  false escalations "
+                         f"{point['false_escalation_rate']:.3f} ({point['false_escalations']})")
     lines += ["", "coverage curve (confidence >= t):"]
     for point in result["coverage_curve"][::2]:
         lines.append(f"  t={point['threshold']:.2f}  coverage {point['coverage']:.3f}  "

@@ -106,8 +106,8 @@ def lexicon_out_of_fold(texts: Sequence[str], gold: Sequence[str], folds: np.nda
     out = np.zeros((len(texts), len(SAFETY_LABELS)))
     for k in np.unique(folds):
         rest, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        lexicon = SafetyLexicon.fit([texts[i] for i in rest], [gold[i] for i in rest])
-        out[held] = lexicon.scores([texts[i] for i in held])
+        lexicon = SafetyLexicon.fit([texts[int(i)] for i in rest], [gold[int(i)] for i in rest])
+        out[held] = lexicon.scores([texts[int(i)] for i in held])
     return out
 
 
@@ -154,6 +154,28 @@ def fit_evidence_gate(probs: np.ndarray, gold: Sequence[str], labels: Sequence[s
         if cost < best_cost - 1e-9:
             best, best_cost = float(gate), cost
     return round(best, 6)
+
+
+# Fixed gates the curve reads at besides the fitted one; TOP1_ONLY (above every share) lets no runner-up escalate.
+TOP1_ONLY = 2.0
+CURVE_GATES = (NO_GATE, 0.2, 0.3, 0.4, 0.5, 0.6, TOP1_ONLY)
+
+
+def evidence_gate_curve(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str], thresholds: dict[str, float],
+                        evidence: np.ndarray, gates: Sequence[float] = CURVE_GATES, ood_gate: float = 1.01,
+                        keyword_hits: Sequence[bool] | None = None) -> list[dict[str, float]]:
+    """Safety recall and false-escalation rate as the evidence a runner-up needs rises (issue 14's trade-off curve).
+
+    Read only: the shipped gate is fitted out of fold (``fit_evidence_gate``), never from this curve on held-out data.
+    """
+    safe = np.isin(np.asarray(gold), SAFETY_LABELS)
+    curve = []
+    for gate in gates:
+        escalated = escalated_with_evidence(probs, labels, thresholds, evidence, float(gate), ood_gate, keyword_hits)
+        curve.append({"gate": float(gate), "recall": float(escalated[safe].mean()) if safe.any() else 1.0,
+                      "false_escalation_rate": float(escalated[~safe].mean()) if (~safe).any() else 0.0,
+                      "false_escalations": int(escalated[~safe].sum())})
+    return curve
 
 
 def gate_effect(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str], thresholds: dict[str, float],
