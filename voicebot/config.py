@@ -123,6 +123,10 @@ class AsrSettings:
     # finals of 28 phone turns (scripts/bench_asr_window.py --beams 1 --fallback 1,0 --pad): 2 took the fallback;
     # without it 0.633 vs 0.669 CPU-s a turn (-5 %), WER 0.436 vs 0.434.
     hurried_fallback: bool = False
+    # A caller's 8 kHz audio reaches 16 kHz through a polyphase FIR that returns every 20 ms frame at once
+    # (voicebot/audio/resample.py). false: soxr "HQ", which hands it back in ~100 ms blocks, so the VAD, the
+    # silence clock and barge-in heard the caller up to 100 ms late (scripts/bench_resample.py).
+    low_latency_resample: bool = True
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,8 @@ class StreamingRecognizer(PartialDecoding, SegmentedFinals):
                 self.endpointer = self._build_endpointer(True)  # nothing analysed yet
         if frame.sample_rate != ASR_SAMPLE_RATE:
             if self._resampler is None or self._resampler.src_rate != frame.sample_rate:
-                self._resampler = StreamResampler(frame.sample_rate, ASR_SAMPLE_RATE)
+                self._resampler = StreamResampler(frame.sample_rate, ASR_SAMPLE_RATE,
+                                                  low_latency=self.settings.asr.low_latency_resample)
             frame = AudioFrame(self._resampler.process(frame.pcm), ASR_SAMPLE_RATE, frame.t)
         # Feed the endpointer one detector frame at a time so that at most one event
         # comes out per step and the turn's audio start can be read right after it.
