@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voicebot.asr.timing import clamp_first_word
-from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult, empty_result, encoder_window_s
+from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult, empty_result
 from voicebot.asr.turns import GuardEvent, Pending, Segment, _Turn
+from voicebot.asr.windows import encoder_window_s
 from voicebot.frames import SpeculationDropped, SpeculativeFinal, SpeechEnded, Transcript
 
 if TYPE_CHECKING:

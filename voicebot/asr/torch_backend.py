@@ -43,11 +43,11 @@ import torch
 import torch.nn.functional as F
 
 from voicebot.asr import word_align
-from voicebot.asr.transcriber import (  # one window rule for every backend
+from voicebot.asr.transcriber import TranscriptionResult
+from voicebot.asr.windows import (  # one window rule for every backend
     ASR_SAMPLE_RATE,
     NATIVE_WINDOW_S,
     WINDOW_MARGIN_S,
-    TranscriptionResult,
     batch_samples,
     encoder_window_s,
     to_float32,

@@ -37,16 +37,19 @@ import numpy as np
 
 from voicebot.asr.fallback import resample_failed
 from voicebot.asr.replicas import ModelSet
+from voicebot.asr.windows import (
+    ASR_SAMPLE_RATE,
+    NATIVE_WINDOW_S,
+    WINDOW_MARGIN_S,
+    batch_samples,
+    encoder_window_s,
+    to_float32,
+)
 from voicebot.config import AsrSettings, ModelSettings
 from voicebot.frames import Word
 from voicebot.models.registry import resolve_model_dir
 
-ASR_SAMPLE_RATE = 16000
 WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
-NATIVE_WINDOW_S = 30
-# Seconds of trailing context after the audio inside a shortened window: Whisper
-# wants to "see" the end of speech before it emits the last timestamp.
-WINDOW_MARGIN_S = 0.5
 # Generation cap relative to the audio: German speech is ~3 words (~5 tokens)
 # per second; the cap only bounds the cost of a runaway repetition loop.
 MAX_TOKENS_PER_S = 15
@@ -82,38 +85,6 @@ class TranscriptionResult:
         else:
             base = math.exp(min(0.0, self.avg_logprob))
         return base * (1.0 - 0.5 * self.no_speech_prob)
-
-
-def encoder_window_s(duration: float, min_window_s: int, buckets: Sequence[int] = ()) -> int:
-    """Encoder window (seconds) for an utterance: ``min_window_s`` for turns that fit, else just
-    long enough, capped at Whisper's native 30 s. Shared by every ASR backend.
-
-    ``buckets`` (e.g. 10, 15, 20, 30): a window that must grow past ``min_window_s`` grows to the
-    next bucket instead of to the second, so a handful of window shapes serve every turn
-    (CTranslate2 batches only equal shapes, and each shape is a warm allocation)."""
-    limit = min(NATIVE_WINDOW_S, max(1, min_window_s))
-    need = max(limit, math.ceil(duration + WINDOW_MARGIN_S))
-    for bucket in sorted(buckets):
-        if bucket >= need:
-            return min(NATIVE_WINDOW_S, bucket)
-    return min(NATIVE_WINDOW_S, need)
-
-
-def batch_samples(
-    audios: Sequence[np.ndarray], offsets: Sequence[float] | None
-) -> tuple[list[np.ndarray], list[float], list[float]]:
-    """Float32 samples, durations and offsets of a batch; every item must fit one window."""
-    samples = [to_float32(a) for a in audios]
-    durations = [len(x) / ASR_SAMPLE_RATE for x in samples]
-    if max(durations) + WINDOW_MARGIN_S > NATIVE_WINDOW_S:
-        raise ValueError("transcribe_batch takes utterances up to 29.5 s; use transcribe() for longer audio")
-    return samples, durations, list(offsets) if offsets is not None else [0.0] * len(audios)
-
-
-def to_float32(pcm: np.ndarray) -> np.ndarray:
-    if pcm.dtype == np.int16:
-        return pcm.astype(np.float32) / 32768.0
-    return pcm.astype(np.float32, copy=False)
 
 
 def empty_result(duration: float = 0.0) -> TranscriptionResult:
