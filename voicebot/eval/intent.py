@@ -152,27 +152,41 @@ def safety_metrics(
         e is not None for e in ordinary)}
 
 
-def evidence_effect(predictions: Sequence[Any], gold: Sequence[str], labels: Sequence[str],
-                    thresholds: dict[str, float], keyword_hits: Sequence[bool],
-                    curve: bool = False) -> Any:
-    """Safety recall and false escalations without and with the evidence gate on safety runners-up ({} if none).
-
-    With ``curve``: the same at a row of gates instead (``voicebot.nlu.evidence.evidence_gate_curve``, [] if none).
-    """
-    from voicebot.nlu.evidence import CURVE_GATES, evidence_gate_curve, gate_effect
-
+def _evidence_inputs(predictions: Sequence[Any], labels: Sequence[str],
+                     thresholds: dict[str, float]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The predictions' probabilities and safety evidence as arrays; None without a safety evidence gate."""
     if not predictions or not thresholds or not predictions[0].safety_evidence:
-        return [] if curve else {}
+        return None
     probs = np.array([[p.probability(label) for label in labels] for p in predictions])
     order = [label for label, _ in predictions[0].safety_evidence]
     evidence = np.array([[dict(p.safety_evidence)[label] for label in order] for p in predictions])
+    return probs, evidence
+
+
+def evidence_effect(predictions: Sequence[Any], gold: Sequence[str], labels: Sequence[str],
+                    thresholds: dict[str, float], keyword_hits: Sequence[bool]) -> dict[str, dict[str, float]]:
+    """Safety recall and false escalations without and with the evidence gate on safety runners-up ({} if none)."""
+    from voicebot.nlu.evidence import gate_effect
+
+    if (inputs := _evidence_inputs(predictions, labels, thresholds)) is None:
+        return {}
+    probs, evidence = inputs
     first = predictions[0]
-    if curve:
-        gates = sorted({*CURVE_GATES, first.safety_evidence_gate})
-        return evidence_gate_curve(probs, gold, labels, thresholds, evidence, gates, first.safety_ood_gate,
-                                   keyword_hits)
     return gate_effect(probs, gold, labels, thresholds, evidence, first.safety_evidence_gate, first.safety_ood_gate,
                        keyword_hits)
+
+
+def evidence_curve(predictions: Sequence[Any], gold: Sequence[str], labels: Sequence[str],
+                   thresholds: dict[str, float], keyword_hits: Sequence[bool]) -> list[dict[str, float]]:
+    """The same at a row of gates and the fitted one (``voicebot.nlu.evidence.evidence_gate_curve``; [] if none)."""
+    from voicebot.nlu.evidence import CURVE_GATES, evidence_gate_curve
+
+    if (inputs := _evidence_inputs(predictions, labels, thresholds)) is None:
+        return []
+    probs, evidence = inputs
+    first = predictions[0]
+    gates = sorted({*CURVE_GATES, first.safety_evidence_gate})
+    return evidence_gate_curve(probs, gold, labels, thresholds, evidence, gates, first.safety_ood_gate, keyword_hits)
 
 
 def evaluate_intent(
@@ -254,7 +268,7 @@ def evaluate_intent(
         if probs is not None and thresholds else [],
         "safety_evidence_gate": predictions[0].safety_evidence_gate if predictions else -1.0,
         "safety_evidence_effect": evidence_effect(predictions, gold, labels, thresholds, keyword_hits),
-        "safety_evidence_curve": evidence_effect(predictions, gold, labels, thresholds, keyword_hits, curve=True),
+        "safety_evidence_curve": evidence_curve(predictions, gold, labels, thresholds, keyword_hits),
         "escalated": sum(e is not None for e in policy_escalated),
         "confident_intent_rate": sum(confident) / len(confident) if confident else 0.0,
         "confident_wrong": sum(c and p.label != g for c, p, g in zip(confident, predictions, gold, strict=True)),

@@ -156,6 +156,12 @@ def fit_evidence_gate(probs: np.ndarray, gold: Sequence[str], labels: Sequence[s
     return round(best, 6)
 
 
+def escalation_rates(escalated: np.ndarray, safe: np.ndarray) -> dict[str, float]:
+    """Safety recall (of the ``safe`` lines, 1.0 if none) and false-escalation rate (of the rest, 0.0 if none)."""
+    return {"recall": float(escalated[safe].mean()) if safe.any() else 1.0,
+            "false_escalation_rate": float(escalated[~safe].mean()) if (~safe).any() else 0.0}
+
+
 # Fixed gates the curve reads at besides the fitted one; TOP1_ONLY (above every share) lets no runner-up escalate.
 TOP1_ONLY = 2.0
 CURVE_GATES = (NO_GATE, 0.2, 0.3, 0.4, 0.5, 0.6, TOP1_ONLY)
@@ -172,8 +178,9 @@ def evidence_gate_curve(probs: np.ndarray, gold: Sequence[str], labels: Sequence
     curve = []
     for gate in gates:
         escalated = escalated_with_evidence(probs, labels, thresholds, evidence, float(gate), ood_gate, keyword_hits)
-        curve.append({"gate": float(gate), "recall": float(escalated[safe].mean()) if safe.any() else 1.0,
-                      "false_escalation_rate": float(escalated[~safe].mean()) if (~safe).any() else 0.0,
+        rates = escalation_rates(escalated, safe)
+        curve.append({"gate": float(gate), "recall": rates["recall"],
+                      "false_escalation_rate": rates["false_escalation_rate"],
                       "false_escalations": int(escalated[~safe].sum())})
     return curve
 
@@ -186,7 +193,5 @@ def gate_effect(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str], t
     out = {}
     for name, g in (("without", NO_GATE), ("with", gate)):
         escalated = escalated_with_evidence(probs, labels, thresholds, evidence, g, ood_gate, keyword_hits)
-        out[name] = {"recall": float(escalated[safe].mean()) if safe.any() else 1.0,
-                     "false_escalation_rate": float(escalated[~safe].mean()) if (~safe).any() else 0.0,
-                     "escalated": int(escalated.sum())}
+        out[name] = {**escalation_rates(escalated, safe), "escalated": int(escalated.sum())}
     return out
