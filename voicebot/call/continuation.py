@@ -27,7 +27,7 @@ from voicebot.call.bus import FrameBus
 from voicebot.call.speculation import fork_policy
 from voicebot.call.turns import merge
 from voicebot.dialog.policy import CallPolicy, PolicyStep
-from voicebot.frames import BargeIn, BotFirstAudio, UserTurn
+from voicebot.frames import BargeIn, BotFirstAudio, Transcript, UserTurn
 
 
 @dataclass
@@ -70,6 +70,14 @@ class ContinuationTracker:
     def answered(self, turn: UserTurn, before: CallPolicy, step: PolicyStep) -> None:
         """The dialog answered ``turn``; ``before`` is the policy state from before it."""
         self._answer = _Answer(turn, before) if self.enabled and can_take_back(step) else None
+
+    def talked_over(self) -> tuple[Transcript, ...]:
+        """The parts of the answered turn the caller talked over (``take_back`` will join them to the next
+        turn); empty when there is none."""
+        answer = self._answer
+        if answer is None or not answer.interrupted:
+            return ()
+        return answer.turn.parts or (answer.turn.transcript,)
 
     def forget(self) -> None:
         self._answer = None

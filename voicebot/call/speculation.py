@@ -13,6 +13,8 @@ of the answer's first sentence, which is held in ``PrimedSpeech``, never sent.
   first sentence already synthesized.
 * The caller goes on (``SpeculationDropped``): the task is cancelled and the held audio
   thrown away; nothing of it was heard, published or applied. The next pause speculates again.
+* The rest of a concern (finals said before this turn wait for it, ``concern``): the speculation
+  answers the whole concern, as the dialog will (the held finals and this one, merged).
 
 Nothing here is a wire event; ``stats`` counts speculations committed and discarded and the
 seconds spent on discarded ones (observability, the load benchmark).
@@ -25,12 +27,13 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from voicebot.call.bus import FrameBus
 from voicebot.call.clients import IntentClient, SpeechClient
+from voicebot.call.turns import merge
 from voicebot.dialog.policy import CallPolicy
 from voicebot.frames import SpeculationDropped, SpeculativeFinal, Transcript
 from voicebot.nlu.slots import extract_slots
@@ -116,15 +119,17 @@ def fork_policy(policy: CallPolicy) -> CallPolicy:
 class SpeculationStage:
     def __init__(
         self, policy: CallPolicy, intent: IntentClient, speech: PrimedSpeech, bus: FrameBus, *,
-        can_speculate: Callable[[], bool],
+        can_speculate: Callable[[], bool], concern: Callable[[], Sequence[Transcript]] | None = None,
     ) -> None:
         """``can_speculate``: False while the answer could not be the turn's (a human has the call,
-        the dialog is busy, earlier finals of the same concern wait to be merged)."""
+        the dialog is busy). ``concern``: the finals said before this turn that the dialog will answer
+        with it (merged), in order."""
         self.policy = policy
         self.intent = intent
         self.speech = speech
         self.bus = bus
         self.can_speculate = can_speculate
+        self.concern = concern or (lambda: ())
         self.stats = SpeculationStats()
         self._held: _Held | None = None
         bus.subscribe(self._on_frame, SpeculativeFinal, SpeculationDropped)
@@ -140,8 +145,10 @@ class SpeculationStage:
             if not frame.transcript.text.strip() or not self.can_speculate():
                 return
             self.stats.started += 1
-            task = asyncio.create_task(self._answer(frame.transcript), name=f"speculate-{self.bus.call_id}")
-            self._held = _Held(frame.seq, frame.transcript, task, time.perf_counter())
+            earlier = tuple(self.concern())
+            transcript = merge([*earlier, frame.transcript]) if earlier else frame.transcript
+            task = asyncio.create_task(self._answer(transcript), name=f"speculate-{self.bus.call_id}")
+            self._held = _Held(frame.seq, transcript, task, time.perf_counter())
         elif isinstance(frame, SpeculationDropped) and self._held is not None and self._held.seq == frame.seq:
             self.discard()
 

@@ -42,6 +42,11 @@ class TurnTaker:
         """Finals wait for the rest of the concern."""
         return bool(self._parts)
 
+    @property
+    def held(self) -> tuple[Transcript, ...]:
+        """The finals waiting for the rest of the concern, in order."""
+        return tuple(self._parts)
+
     async def on_frame(self, frame: object) -> None:
         if isinstance(frame, SpeechStarted):
             self.in_speech = True

@@ -38,7 +38,15 @@ from voicebot.call.turns import TurnTaker
 from voicebot.config import Settings
 from voicebot.dialog.domain import Domain
 from voicebot.dialog.policy import CallPolicy
-from voicebot.frames import AgentReleased, AgentTookOver, AudioFrame, BotAudio, EndOfCall, SessionStarted
+from voicebot.frames import (
+    AgentReleased,
+    AgentTookOver,
+    AudioFrame,
+    BotAudio,
+    EndOfCall,
+    SessionStarted,
+    Transcript,
+)
 from voicebot.tts.bargein import BargeInController
 from voicebot.tts.playback import TtsPlayer
 from voicebot.turn.decision import TurnEndDecider
@@ -82,7 +90,7 @@ class CallSession:
             clients.asr, recognizer_settings, call_id, clients.vad_model)
         self.recognizer_stage = RecognizerStage(self.recognizer, self.bus)
         self.end_of_turn = (EndOfTurnStage(self.bus, self.recognizer_stage, clients.end_of_turn,
-                                           TurnEndDecider(settings.turn))
+                                           TurnEndDecider(settings.turn), concern=self._concern_so_far)
                             if clients.end_of_turn is not None else None)
         # The player synthesizes through PrimedSpeech: a speculative answer's first sentence is held there.
         self.speech = PrimedSpeech(clients.speech)
@@ -97,7 +105,7 @@ class CallSession:
             self.bus, settings.vad.max_turn_s,
             caller_speaking=lambda: self.recognizer.in_speech or self.recognizer.endpointer.voice_pending)
         self.speculation = (SpeculationStage(self.policy, clients.intent, self.speech, self.bus,
-                                             can_speculate=self._can_speculate)
+                                             can_speculate=self._can_speculate, concern=self._concern_so_far)
                             if settings.turn.speculate else None)
         self.continuations = ContinuationTracker(self.bus, settings.turn.continuation_ms / 1000.0)
         self.dialog = DialogStage(self.policy, clients.intent, self.bus, bot_active=self._bot_active,
@@ -119,8 +127,14 @@ class CallSession:
                  self.recognizer.wasted_seconds)
 
     def _can_speculate(self) -> bool:
-        """A speculative answer could be this turn's: the bot has the call, nothing else is pending."""
-        return self._bot_active() and not self.turns.busy and not self.dialog.busy
+        """A speculative answer could be this turn's: the bot has the call, no other turn is being answered.
+        Finals held for the rest of the concern are answered with it (``_concern_so_far``)."""
+        return self._bot_active() and not self.dialog.busy
+
+    def _concern_so_far(self) -> tuple[Transcript, ...]:
+        """The finals of the caller's concern said before the ongoing turn: an answer the caller talked over
+        at once (taken back and answered with this turn) and the finals the turn-taker holds for it."""
+        return (*self.continuations.talked_over(), *self.turns.held)
 
     @property
     def record(self) -> CallRecord:
