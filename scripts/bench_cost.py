@@ -36,6 +36,10 @@ windows; partials at the rate the adaptive scheduler gives ``server.max_calls`` 
 (everything but partials) keeps the cores at most ``--target-utilization`` busy (0.6:
 headroom for bursts of finals, so the answer's queueing stays short):
 max_calls = floor(cores x target / CPU-s per call-s without partials).
+That is the CPU bound only: the answer's latency bounds it sooner (a single slow decode is a late answer
+long before the cores are full), so ``server.max_calls`` is the smaller of this and the load benchmark's
+knee (``scripts/bench_load.py --phone --calls 1,2,4,...``: the most calls with voice->voice p95 within
+target; docs/CAPACITY.md, eighth round).
 ``--source phone``: the multi-sentence 3-20 s phone turns of ``scripts/phone_turns.py``
 instead of single sentences.
 """
@@ -307,8 +311,9 @@ def main() -> int:
     print(f"\ncalls a box of {cores} cores can hold (CPU bound): before {cores / totals['before']:.1f}, "
           f"now {cores / totals['now']:.1f} (without partials: {cores / essential['before']:.1f} / "
           f"{cores / essential['now']:.1f})")
-    print(f"server.max_calls for this box: floor({cores} x {args.target_utilization} / {essential['now']:.4f}) "
-          f"= {max_calls}")
+    print(f"calls this box's CPU bounds: floor({cores} x {args.target_utilization} / {essential['now']:.4f}) "
+          f"= {max_calls}; server.max_calls is the smaller of this and the latency knee of "
+          f"`scripts/bench_load.py --phone` (docs/CAPACITY.md)")
     return 0
 
 

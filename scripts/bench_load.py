@@ -116,6 +116,9 @@ def run_phone(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=OUT / "bench-load-phone.json")
     ap.add_argument("--trace", action="store_true",
                     help="keep every call's event timeline (caller speech, finals, bot replies) in the --out JSON")
+    ap.add_argument("--honor-retry-after", action="store_true",
+                    help="a refused caller dials again after the server's Retry-After (a gateway's retry policy), "
+                         "not every 0.5 s")
     ap.add_argument("--before-tree", type=Path, default=None,
                     help="also run the server of this checkout (same venv and models), side by side")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
@@ -150,7 +153,8 @@ def run_phone(argv: list[str]) -> int:
                       file=sys.stderr, flush=True)
                 r = asyncio.run(run_load(server.url, n, args.duration, clips, server_pid=server.pid,
                                          encoding="mulaw", sample_rate=8000, seed=args.seed,
-                                         trace=args.trace, idle_line=idle_line))
+                                         trace=args.trace, idle_line=idle_line,
+                                         honor_retry_after=args.honor_retry_after))
                 r["load_avg_1m"] = [round(before[0], 2), round(os.getloadavg()[0], 2)]
                 r["asr_decode_seconds"] = decode_split(f"http://{server.host}:{server.port}/metrics")
                 r["server_label"] = label
@@ -160,6 +164,7 @@ def run_phone(argv: list[str]) -> int:
               "turns": len(clips),
               "turn_s": [round(min(secs), 1), round(sum(secs) / len(secs), 1), round(max(secs), 1)],
               "noise_dbfs": args.noise_dbfs, "quiet_line": args.quiet_line, "server_env": env,
+              "honor_retry_after": args.honor_retry_after,
               "cores": os.cpu_count(),
               "servers": {label: {"tree": str(tree or REPO), "env": e} for label, tree, e in servers}}
     result = {"kind": "load", "config": config, "by_calls": runs}

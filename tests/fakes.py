@@ -32,6 +32,9 @@ def fake_settings(
     """Settings for an in-process server running the real call core on fake engines
     (``fake_engines.py``), with a store under ``tmp_path``. ``tts``: overrides of the tts section."""
     base = Settings()
+    # Fake engines cost no CPU: server.max_calls (sized for real models on a small box) would only make a test that
+    # opens its next call while the server still closes the last one see a 503. Tests of the limit set it.
+    server.setdefault("max_calls", 16)
     return replace(
         base,
         store=replace(base.store, path=tmp_path / "calls.sqlite3"),

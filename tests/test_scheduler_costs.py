@@ -46,7 +46,7 @@ async def _hurried_calls(settings: AsrSettings) -> list[tuple[int | None, bool |
 
 
 async def test_a_hurried_final_goes_without_the_fallback_only_when_told() -> None:
-    base = AsrSettings()
+    base = AsrSettings(final_fallback="always")
     # The first final ran alone (beam 5); the second had the third behind it (hurried, greedy); the last alone.
     assert await _hurried_calls(replace(base, hurried_fallback=True)) == [(5, None), (1, None), (5, None)]
     assert await _hurried_calls(replace(base, hurried_fallback=False)) == [(5, None), (1, False), (5, None)]
@@ -66,3 +66,35 @@ async def test_decode_seconds_say_what_became_of_each_decode() -> None:
     assert spent["discarded"] > 0.005  # it held the worker until the gate opened
     assert spent["final"] >= 0 and spent["partial"] >= 0 and spent["speculative"] == 0
 
+
+
+class PairEngine(FallbackEngine):
+    """Holds every decode until two run at once (``both``), then lets them finish together."""
+
+    def __init__(self, settings: AsrSettings) -> None:
+        super().__init__(settings)
+        self.both = threading.Event()
+
+    def transcribe(self, audio, *, beam_size=None, word_timestamps=True, initial_prompt=None, offset=0.0,
+                   fallback=None):
+        self.calls.append((beam_size, fallback))
+        if len(self.calls) >= 2:
+            self.both.set()
+        self.both.wait(5)
+        return TranscriptionResult("text", (), -0.2, 0.0, len(audio) / 16000, 0.0)
+
+
+async def _side_by_side(settings: AsrSettings) -> list[tuple[int | None, bool | None]]:
+    engine = PairEngine(settings)
+    async with AsrScheduler(engine, settings, workers=2) as scheduler:
+        await asyncio.gather(scheduler.transcribe(AUDIO, call_id="a", final=True),
+                             scheduler.transcribe(AUDIO, call_id="b", final=True, speculative=True))
+    return engine.calls
+
+
+async def test_which_finals_get_the_fallback_follows_final_fallback() -> None:
+    base = AsrSettings()
+    # Two finals at once on two workers: the first started alone, the second beside it (neither hurried: beam 5).
+    assert await _side_by_side(replace(base, final_fallback="always")) == [(5, None), (5, None)]
+    assert await _side_by_side(replace(base, final_fallback="alone")) == [(5, None), (5, False)]
+    assert await _side_by_side(replace(base, final_fallback="never")) == [(5, False), (5, False)]

@@ -12,6 +12,8 @@ from fakes import LiveServer, fake_settings
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from voicebot.eval.load import _is_refusal, _retry_after
+
 
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -35,6 +37,8 @@ def test_a_full_server_refuses_the_upgrade_with_503(server: LiveServer, path: st
             connect(server.ws_url(path), open_timeout=10).close()
         response = refused.value.response
         assert response.status_code == 503 and response.headers["Retry-After"].isdigit()
+        # The load benchmark's callers read it as a refusal, and how long the server asks them to wait.
+        assert _is_refusal(refused.value) and _retry_after(refused.value) == float(response.headers["Retry-After"])
         body = json.loads(response.body)
         assert body["type"] == "error" and body["code"] == "busy" and body["fatal"] is True
         # The call on the line is undisturbed: it still gets its events.

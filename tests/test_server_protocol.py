@@ -29,7 +29,7 @@ from voicebot.store.sqlite import get_call
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with LiveServer(fake_settings(tmp_path_factory.mktemp("proto"))) as srv:
+    with LiveServer(fake_settings(tmp_path_factory.mktemp("proto"), max_calls=8)) as srv:  # 8 calls at once
         yield srv
 
 

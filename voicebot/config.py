@@ -123,6 +123,11 @@ class AsrSettings:
     # finals of 28 phone turns (scripts/bench_asr_window.py --beams 1 --fallback 1,0 --pad): 2 took the fallback;
     # without it 0.633 vs 0.669 CPU-s a turn (-5 %), WER 0.436 vs 0.434.
     hurried_fallback: bool = False
+    # Which served finals (the scheduler's, pause decodes included) get the temperature fallback: "always";
+    # "alone" (only while no other final-quality decode runs); "never" (a decode that fails its checks keeps its
+    # one pass; the guards judge it). On phone turns the fallback mostly ran all 5 temperatures x 5 samples and
+    # passed none: 1-5 s added to the turn's answer (docs/CAPACITY.md, eighth round). Offline decodes keep it.
+    final_fallback: Literal["always", "alone", "never"] = "never"
     # A caller's 8 kHz audio reaches 16 kHz through a polyphase FIR that returns every 20 ms frame at once
     # (voicebot/audio/resample.py). false: soxr "HQ", which hands it back in ~100 ms blocks, so the VAD, the
     # silence clock and barge-in heard the caller up to 100 ms late (scripts/bench_resample.py).
@@ -236,11 +241,12 @@ class ServerSettings:
     # Comma-separated agent tokens; empty means "generate one at start and print it".
     agent_tokens: str = ""
     max_frame_bytes: int = 64000
-    # Calls one box takes before new ones are refused (HTTP 503). Sized from the cost model, not guessed:
-    # `python scripts/bench_cost.py` prints floor(cores x 0.6 / CPU-s per call-second without partials):
-    # 13 on the 2-core reference box with whisper-base (0.087 CPU-s per call-second with 10 s final windows;
-    # docs/CAPACITY.md). Set it per machine.
-    max_calls: Positive = 13
+    # Calls one box takes before new ones are refused (HTTP 503 with Retry-After). Sized from a load run, not
+    # guessed: the knee of `scripts/bench_load.py --phone --calls 1,2,4,...` (the most calls whose caller
+    # voice->voice p95 stays within 1.5 s), at most the CPU bound `scripts/bench_cost.py` prints. 2 on the 2-core
+    # reference box with whisper-base (4 calls: p95 1.85 s; 32 offered at 2: admitted p95 1.47 s; docs/CAPACITY.md,
+    # eighth round). Set it per machine.
+    max_calls: Positive = 2
     # Mask personal data in what agents see (the store has its own switch, store.redact_pii).
     redact_agent_view: bool = True
     # Per-connection bounded send queue (messages); a client that lets it fill up is dropped.

@@ -83,6 +83,7 @@ class DecodePool:
         self.batches = 0
         self.batched_items = 0
         self.in_flight = 0
+        self.finals_in_flight = 0  # final-quality decodes (confirmed or at a pause) running now
         self.hurried = 0  # finals decoded greedily because others were waiting
         # Partials on a worker (and thread) of their own: the engine decodes them on a model object of their own.
         self.partial_lane = bool(getattr(transcriber, "partial_lane", False) if partial_lane is None else partial_lane)
@@ -149,8 +150,11 @@ class DecodePool:
             greedy = hurry(batch)
             if greedy:
                 self.hurried += len(batch)
+            busy = self.finals_in_flight > 0  # another final-quality decode runs beside this one
+            finals = len(batch) if batch[0].final else 0
+            self.finals_in_flight += finals
             try:
-                results = await loop.run_in_executor(executor, self._decode, batch, greedy)
+                results = await loop.run_in_executor(executor, self._decode, batch, greedy, busy)
             except Exception as exc:  # noqa: BLE001 - a failed decode fails its requests, not the worker
                 log.exception("ASR decode failed")
                 for req in batch:
@@ -159,6 +163,7 @@ class DecodePool:
                 continue
             finally:
                 self.in_flight -= len(batch)
+                self.finals_in_flight -= finals
             done = self._clock()
             self.busy_seconds += done - started
             name = "final" if batch[0].final else "partial"
@@ -171,16 +176,20 @@ class DecodePool:
                 req.batch_size = len(batch)
                 served(req, result, started, done)
 
-    def _decode(self, batch: list[DecodeRequest], hurry: bool = False) -> list[TranscriptionResult]:
-        """Runs in the worker thread. Requests that cannot share a batch are decoded in groups."""
+    def _decode(self, batch: list[DecodeRequest], hurry: bool = False,
+                busy: bool = False) -> list[TranscriptionResult]:
+        """Runs in the worker thread. Requests that cannot share a batch are decoded in groups. ``busy``: another
+        final-quality decode ran when this one started (``asr.final_fallback = "alone"``)."""
         final = batch[0].final and not hurry
         beam = self.settings.final_beam_size if final else self.settings.beam_size
         # The window follows the kind of request, not the beam (greedy finals keep the final's window).
         kw: dict[str, Any] = {"final": batch[0].final} if self._final_kw else {}
         kw_batch: dict[str, Any] = {"final": batch[0].final} if self._final_kw_batch else {}
-        if hurry and batch[0].final and not self.settings.hurried_fallback:
-            # Under load a failed greedy decode is not re-sampled (up to 5 temperatures x 5 samples): the queue
-            # behind it is worth more than the rare loop the hallucination guards would blank anyway.
+        rule = self.settings.final_fallback
+        if batch[0].final and ((hurry and not self.settings.hurried_fallback) or rule == "never"
+                               or (busy and rule == "alone")):
+            # A failed decode is not re-sampled (up to 5 temperatures x 5 samples): the answer waiting on it (and
+            # the queue behind it) is worth more than the rare loop the hallucination guards would blank anyway.
             kw.update({"fallback": False} if self._fallback_kw else {})
             kw_batch.update({"fallback": False} if self._fallback_kw_batch else {})
         if len(batch) == 1 or not hasattr(self.transcriber, "transcribe_batch"):

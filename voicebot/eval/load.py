@@ -207,6 +207,16 @@ class CallRefused(Exception):
     """The server turned the call away as full: counted apart from drops, the caller redials."""
 
 
+def _retry_after(exc: BaseException) -> float | None:
+    """The seconds a refusal's ``Retry-After`` header asks the caller to wait (HTTP 503 on the upgrade), if any."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _is_refusal(exc: BaseException) -> bool:
     """HTTP 503 on the upgrade, or a close with 1013 (try again later)."""
     response = getattr(exc, "response", None)
@@ -221,7 +231,9 @@ _RUN_ID = uuid.uuid4().hex[:8]
 
 async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, start_delay: float,
                   encoding: str, sample_rate: int, frame_ms: int, seed: int, trace: bool = False,
-                  idle_line: bytes | None = None) -> CallerStats:
+                  idle_line: bytes | None = None, honor_retry_after: bool = False) -> CallerStats:
+    """``honor_retry_after``: a refused caller waits what the server's ``Retry-After`` says before dialling again
+    (as a gateway's retry policy would), not ``REDIAL_S``."""
     import websockets
 
     stats = CallerStats(trace=[] if trace else None)
@@ -231,6 +243,7 @@ async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, 
     attempt = 0
     while time.perf_counter() < deadline - 1.0:
         attempt += 1
+        wait = REDIAL_S
         try:
             await _one_call(url, f"load-{run_id}-{index}-{attempt}", clips, rng, deadline, encoding, sample_rate,
                             frame_ms, stats, idle_line)
@@ -239,17 +252,20 @@ async def _caller(index: int, url: str, clips: Sequence[Clip], deadline: float, 
         except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
             if _is_refusal(exc):
                 stats.calls_refused += 1
+                asked = _retry_after(exc)
+                if honor_retry_after and asked is not None:
+                    wait = max(REDIAL_S, asked)
             else:
                 stats.calls_dropped += 1
                 stats.problems.append(f"call {index}-{attempt}: {type(exc).__name__}: {exc}")
-        await asyncio.sleep(REDIAL_S)
+        await asyncio.sleep(wait)
     return stats
 
 
 async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip], *, server_pid: int | None = None,
                    encoding: str = "pcm_s16le", sample_rate: int = 16000, frame_ms: int = FRAME_MS,
                    seed: int = 1, progress: bool = True, trace: bool = False,
-                   idle_line: bytes | None = None) -> dict[str, Any]:
+                   idle_line: bytes | None = None, honor_retry_after: bool = False) -> dict[str, Any]:
     """``calls`` concurrent callers for ``duration`` seconds; the JSON-ready numbers for this N.
 
     ``idle_line``: encoded audio (the line's hiss) each caller loops while quiet, instead of digital silence."""
@@ -260,7 +276,7 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
     ticker = asyncio.create_task(progress_bar(calls, duration, stop)) if progress else None
     results = await asyncio.gather(*(
         _caller(i, url, clips, deadline, ramp * i / max(1, calls), encoding, sample_rate, frame_ms, seed, trace,
-                idle_line)
+                idle_line, honor_retry_after)
         for i in range(calls)
     ))
     stop.set()
