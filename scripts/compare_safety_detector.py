@@ -28,7 +28,6 @@ eval/intent/staged_train*.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -39,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from compare_intent_models import cached, e5_embed  # noqa: E402
-from compare_safety_scores import training_examples  # noqa: E402
+from compare_safety_scores import held_out_sets, training_examples  # noqa: E402
 from safety_detector import SafetyDetector, fit_detector_points  # noqa: E402
 
 from voicebot.config import load_settings  # noqa: E402
@@ -52,9 +51,6 @@ from voicebot.nlu.intent import mix_logits  # noqa: E402
 from voicebot.nlu.safety import SAFETY_LABELS, fit_ood_gate, fit_operating_points  # noqa: E402
 from voicebot.nlu.train import _fit_head, _fit_ngram  # noqa: E402
 from voicebot.nlu.training_data import Example, fold_assignment, read_examples  # noqa: E402
-
-HELD_OUT = ("dev", "dev_asr", "ood", "ood_asr")
-SPEECH_CACHE = REPO / "eval" / "reports" / "ood-speech-asr.jsonl"
 
 
 def extra_examples(paths: list[Path]) -> list[Example]:
@@ -79,9 +75,7 @@ def main() -> int:
     domain = load_domain(settings.dialog.domain)
     data = REPO / "eval" / "intent"
     train = training_examples(data, args.staged) + extra_examples(args.extra)
-    held = {n: read_examples(data / f"{n}.jsonl") for n in HELD_OUT}
-    held["speech"] = [Example(json.loads(x)["text"], "sonstiges")
-                      for x in SPEECH_CACHE.read_text(encoding="utf-8").splitlines() if x.strip()]
+    held = held_out_sets(data)
     texts = [e.text for e in train] + [e.text for rows in held.values() for e in rows]
     vectors = dict(zip(texts, cached("e5", texts, lambda t: e5_embed(t, settings)), strict=True))
     x = np.stack([vectors[e.text] for e in train])

@@ -22,7 +22,6 @@ scripts/eval_ood_speech.py) are only reported. ``--staged`` adds eval/intent/sta
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from compare_intent_models import cached, e5_embed  # noqa: E402
-from compare_safety_scores import training_examples  # noqa: E402
+from compare_safety_scores import held_out_sets, training_examples  # noqa: E402
 
 from voicebot.config import load_settings  # noqa: E402
 from voicebot.dialog.domain import load_domain, safety_keyword  # noqa: E402
@@ -51,10 +50,7 @@ from voicebot.nlu.evidence import (  # noqa: E402
 from voicebot.nlu.intent import mix_logits  # noqa: E402
 from voicebot.nlu.safety import SAFETY_LABELS, fit_ood_gate, fit_operating_points  # noqa: E402
 from voicebot.nlu.train import _fit_head, _fit_ngram  # noqa: E402
-from voicebot.nlu.training_data import Example, fold_assignment, read_examples  # noqa: E402
-
-HELD_OUT = ("dev", "dev_asr", "ood", "ood_asr")
-SPEECH_CACHE = REPO / "eval" / "reports" / "ood-speech-asr.jsonl"
+from voicebot.nlu.training_data import fold_assignment  # noqa: E402
 
 
 @dataclass
@@ -95,9 +91,7 @@ def main() -> int:
     domain = load_domain(settings.dialog.domain)
     data = REPO / "eval" / "intent"
     train = training_examples(data, args.staged)
-    held = {n: read_examples(data / f"{n}.jsonl") for n in HELD_OUT}
-    held["speech"] = [Example(json.loads(x)["text"], "sonstiges")
-                      for x in SPEECH_CACHE.read_text(encoding="utf-8").splitlines() if x.strip()]
+    held = held_out_sets(data)
     texts = [e.text for e in train] + [e.text for rows in held.values() for e in rows]
     vectors = dict(zip(texts, cached("e5", texts, lambda t: e5_embed(t, settings)), strict=True))
     x = np.stack([vectors[e.text] for e in train])

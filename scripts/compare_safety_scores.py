@@ -24,6 +24,7 @@ Embeddings are cached as in scripts/compare_intent_models.py.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from voicebot.nlu.train import _fit_head, _fit_ngram  # noqa: E402
 from voicebot.nlu.training_data import Example, fold_assignment, read_examples, training_files  # noqa: E402
 
 HELD_OUT = ("dev", "dev_asr", "ood", "ood_asr")
+SPEECH_CACHE = REPO / "eval" / "reports" / "ood-speech-asr.jsonl"
 
 
 def fit_point(score: np.ndarray, safe: np.ndarray, hits: np.ndarray, miss_cost: float) -> float:
@@ -83,6 +85,15 @@ def training_examples(data: Path, staged: bool) -> list[Example]:
     if staged:
         spoken += read_examples(data / "staged_train_asr.jsonl")
     return [Example(e.text, e.label) for e in clean] + [Example(e.text, e.label, e.origin or e.text) for e in spoken]
+
+
+def held_out_sets(data: Path) -> dict[str, list[Example]]:
+    """The held-out sets by name (dev, dev_asr, ood, ood_asr) and, as "speech", the real out-of-domain speech's
+    transcripts (``scripts/eval_ood_speech.py`` writes them), every one labelled sonstiges."""
+    held = {n: read_examples(data / f"{n}.jsonl") for n in HELD_OUT}
+    held["speech"] = [Example(json.loads(x)["text"], "sonstiges")
+                      for x in SPEECH_CACHE.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return held
 
 
 def main() -> int:
