@@ -48,6 +48,10 @@ class PartialDecoding:
         turn = self._turn
         if turn is None or not self.endpointer.in_speech:
             return
+        if turn.silence_frames > 0:
+            # The caller paused: nothing new to transcribe, and the decode at the pause comes next; a partial
+            # started now would take a core from it.
+            return
         audio = self.endpointer.current_turn_audio()
         if len(audio) < turn.next_partial_at:
             return
