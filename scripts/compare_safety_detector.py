@@ -42,8 +42,8 @@ from compare_safety_scores import held_out_sets, training_examples  # noqa: E402
 from safety_detector import SafetyDetector, fit_detector_points  # noqa: E402
 
 from voicebot.config import load_settings  # noqa: E402
-from voicebot.dialog.domain import load_domain, safety_keyword  # noqa: E402
-from voicebot.dialog.escalation import fuzzy_safety_keyword  # noqa: E402
+from voicebot.dialog.domain import load_domain  # noqa: E402
+from voicebot.dialog.escalation import any_safety_keyword  # noqa: E402
 from voicebot.eval.intent import macro_f1, per_intent_scores  # noqa: E402
 from voicebot.nlu.calibration import calibrate, softmax  # noqa: E402
 from voicebot.nlu.evidence import SafetyLexicon, escalated_with_evidence, fit_evidence_gate, lexicon_out_of_fold  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> int:
     seed = settings.nlu.train_seed
 
     def hit(text: str) -> bool:
-        return bool(safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text))
+        return bool(any_safety_keyword(domain, text))
 
     oof_logits = np.zeros((len(train), len(labels)))
     oof_det = np.zeros((len(train), len(SAFETY_LABELS)))

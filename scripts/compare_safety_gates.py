@@ -37,8 +37,8 @@ from compare_intent_models import cached, e5_embed  # noqa: E402
 from compare_safety_scores import held_out_sets, training_examples  # noqa: E402
 
 from voicebot.config import load_settings  # noqa: E402
-from voicebot.dialog.domain import load_domain, safety_keyword  # noqa: E402
-from voicebot.dialog.escalation import fuzzy_safety_keyword  # noqa: E402
+from voicebot.dialog.domain import load_domain  # noqa: E402
+from voicebot.dialog.escalation import any_safety_keyword  # noqa: E402
 from voicebot.eval.intent import macro_f1, per_intent_scores  # noqa: E402
 from voicebot.nlu.calibration import calibrate, softmax  # noqa: E402
 from voicebot.nlu.evidence import (  # noqa: E402
@@ -101,7 +101,7 @@ def main() -> int:
     w = settings.nlu.ngram_weight
 
     def hit(text: str) -> bool:
-        return bool(safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text))
+        return bool(any_safety_keyword(domain, text))
 
     oof_logits = np.zeros((len(train), len(labels)))
     oof_knn = np.zeros((len(train), 3))

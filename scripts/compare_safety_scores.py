@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 from compare_intent_models import cached, e5_embed  # noqa: E402
 
 from voicebot.config import load_settings  # noqa: E402
-from voicebot.dialog.domain import load_domain, safety_keyword  # noqa: E402
-from voicebot.dialog.escalation import fuzzy_safety_keyword  # noqa: E402
+from voicebot.dialog.domain import load_domain  # noqa: E402
+from voicebot.dialog.escalation import any_safety_keyword  # noqa: E402
 from voicebot.nlu.calibration import calibrate, softmax  # noqa: E402
 from voicebot.nlu.intent import mix_logits  # noqa: E402
 from voicebot.nlu.safety import SAFETY_LABELS, escalation_curve, fit_ood_gate, fit_operating_points  # noqa: E402
@@ -116,7 +116,7 @@ def main() -> int:
     w = settings.nlu.ngram_weight
 
     def hit(text: str) -> bool:
-        return bool(safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text))
+        return bool(any_safety_keyword(domain, text))
 
     hits = np.array([hit(e.text) for e in train])
     safe = np.isin(gold, SAFETY_LABELS)

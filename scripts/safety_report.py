@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from voicebot.config import load_settings  # noqa: E402
-from voicebot.dialog.domain import Domain, load_domain, safety_keyword  # noqa: E402
-from voicebot.dialog.escalation import fuzzy_safety_keyword, safety_escalation  # noqa: E402
+from voicebot.dialog.domain import Domain, load_domain  # noqa: E402
+from voicebot.dialog.escalation import any_safety_keyword, safety_escalation  # noqa: E402
 from voicebot.nlu.intent import IntentClassifier, IntentPrediction, load_intent_classifier  # noqa: E402
 from voicebot.nlu.training_data import read_examples  # noqa: E402
 
@@ -61,7 +61,7 @@ def verdicts(classifier: IntentClassifier, domain: Domain, path: Path) -> list[V
     out = []
     for e, p in zip(examples, predictions, strict=True):
         label, trigger, phrase = safety_escalation(domain, e.text, p)
-        hit = bool(safety_keyword(domain, e.text) or fuzzy_safety_keyword(domain, e.text))
+        hit = bool(any_safety_keyword(domain, e.text))
         out.append(Verdict(e.text, e.label, p, label, trigger, phrase, hit))
     return out
 

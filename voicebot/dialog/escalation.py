@@ -6,7 +6,7 @@ from voicebot.dialog.domain import Domain, normalize, safety_keyword
 from voicebot.nlu.intent import IntentPrediction
 from voicebot.nlu.safety import fuzzy_phrase_match
 
-__all__ = ["fuzzy_safety_keyword", "safety_escalation"]
+__all__ = ["any_safety_keyword", "fuzzy_safety_keyword", "safety_escalation"]
 
 
 def fuzzy_safety_keyword(domain: Domain, text: str) -> tuple[str, str] | None:
@@ -19,6 +19,11 @@ def fuzzy_safety_keyword(domain: Domain, text: str) -> tuple[str, str] | None:
         if heard:
             return label, heard
     return None
+
+
+def any_safety_keyword(domain: Domain, text: str) -> tuple[str, str] | None:
+    """The safety keyword net: a keyword as listed, else as a recognizer misheard it; ``(label, phrase)``."""
+    return safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text)
 
 
 def safety_escalation(
@@ -54,7 +59,7 @@ def safety_escalation(
             passes = passes and (prediction.label == label or (not gated and backed))
             if passes and (not midcall or p >= domain.policy.safety_midcall):
                 found[label] = ("intent" if prediction.label == label else "score", "")
-    keyword = safety_keyword(domain, text) or fuzzy_safety_keyword(domain, text)
+    keyword = any_safety_keyword(domain, text)
     if keyword is not None:
         found.setdefault(keyword[0], ("keyword", keyword[1]))
     for label in safety:

@@ -200,7 +200,7 @@ def evaluate_intent(
     the first ``latency_sample`` lines (0: all), which is the figure a caller
     experiences without a full unbatched pass on a shared 2-core machine.
     """
-    from voicebot.dialog.policy import fuzzy_safety_keyword, safety_escalation, safety_keyword
+    from voicebot.dialog.escalation import any_safety_keyword, safety_escalation
     from voicebot.nlu.safety import escalation_curve
 
     texts = [t for t, _ in items]
@@ -228,7 +228,7 @@ def evaluate_intent(
     if domain is not None:
         verdicts = [safety_escalation(domain, text, p) for text, p in zip(texts, predictions, strict=True)]
         policy_escalated = [v[0] for v in verdicts]
-        keyword_hits = [bool(safety_keyword(domain, t) or fuzzy_safety_keyword(domain, t)) for t in texts]
+        keyword_hits = [bool(any_safety_keyword(domain, t)) for t in texts]
         for label, trigger, _ in verdicts:
             if label is not None:
                 triggers[trigger] = triggers.get(trigger, 0) + 1

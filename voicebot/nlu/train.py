@@ -354,9 +354,9 @@ def train_intent_models(settings: Settings, kinds: Sequence[str] = ("ngram", "e5
 
     hits = None
     if domain is not None:
-        from voicebot.dialog.policy import fuzzy_safety_keyword, safety_keyword
+        from voicebot.dialog.escalation import any_safety_keyword
 
-        hits = [bool(safety_keyword(domain, e.text) or fuzzy_safety_keyword(domain, e.text)) for e in examples]
+        hits = [bool(any_safety_keyword(domain, e.text)) for e in examples]
     reports = []
     for kind in kinds:
         directory = intent_model_dir(kind, settings)
