@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from voicebot.asr.scheduler import AsrScheduler
+from voicebot.asr.scheduler import AsrScheduler, DecodeSpan
 from voicebot.asr.transcriber import TranscriptionResult
 from voicebot.config import AsrSettings
 
@@ -54,7 +54,9 @@ async def test_a_hurried_final_goes_without_the_fallback_only_when_told() -> Non
 
 async def test_decode_seconds_say_what_became_of_each_decode() -> None:
     engine = FallbackEngine(AsrSettings())
+    spans: list[DecodeSpan] = []
     async with AsrScheduler(engine, workers=1) as scheduler:
+        scheduler.observers.append(spans.append)
         doomed = asyncio.create_task(scheduler.transcribe(AUDIO, call_id="a", final=True, speculative=True))
         await asyncio.get_running_loop().run_in_executor(None, engine.entered.wait, 5)
         doomed.cancel()  # the caller went on: the pause decode in flight is voided
@@ -65,6 +67,10 @@ async def test_decode_seconds_say_what_became_of_each_decode() -> None:
         spent = scheduler.stats()["decode_seconds"]
     assert spent["discarded"] > 0.005  # it held the worker until the gate opened
     assert spent["final"] >= 0 and spent["partial"] >= 0 and spent["speculative"] == 0
+    # The same decodes, one span each, for timelines (scripts/bench_turn_timeline.py).
+    assert [(s.call_id, s.use, s.audio_s) for s in spans] == [("a", "discarded", 0.5), ("b", "final", 0.5),
+                                                             ("c", "partial", 0.5)]
+    assert all(s.enqueued <= s.started <= s.done for s in spans)
 
 
 

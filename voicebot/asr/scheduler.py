@@ -56,8 +56,20 @@ from voicebot.asr.partial_rate import ACTIVE_PARTIAL_S, adaptive_interval_ms
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult
 from voicebot.config import AsrSettings
 
-__all__ = ["AsrScheduler", "BatchTranscriber"]
+__all__ = ["AsrScheduler", "BatchTranscriber", "DecodeSpan"]
 LATENCY_WINDOW = 2000  # recent requests kept per kind for the latency percentiles
+
+
+@dataclass(frozen=True)
+class DecodeSpan:
+    """One served decode, for timelines (``AsrScheduler.observers``; times on the scheduler's clock, s)."""
+
+    call_id: str
+    use: str  # what became of it: final | speculative | partial | discarded (its requester had gone)
+    audio_s: float
+    enqueued: float
+    started: float
+    done: float
 
 
 @dataclass
@@ -121,6 +133,8 @@ class AsrScheduler:
         # Decode seconds (wall, per worker) by what became of the decode: the cost model's split of the ASR work.
         # "discarded": its requester had gone (a pause decode voided by speech, a partial of an ended turn).
         self.decode_seconds = {"final": 0.0, "speculative": 0.0, "partial": 0.0, "discarded": 0.0}
+        # Called on the event loop with every served decode (keep it short): scripts/bench_turn_timeline.py.
+        self.observers: list[Callable[[DecodeSpan], None]] = []
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -285,6 +299,8 @@ class AsrScheduler:
         what = ("discarded" if req.future.done() else "partial" if not req.final
                 else "speculative" if req.speculative else "final")
         self.decode_seconds[what] += spent
+        for observe in self.observers:
+            observe(DecodeSpan(req.call_id, what, len(req.audio) / ASR_SAMPLE_RATE, req.enqueued, started, done))
         kind.served += 1
         kind.latencies.append(done - req.enqueued)
         kind.waits.append(started - req.enqueued)
