@@ -157,9 +157,9 @@ async def run(turns: int, first: int, show: bool) -> list[TurnLine]:
                     print(f"  {ms:7.0f} ms  {mark.what}")
                 if mark.what == "SpeechEnded" and line.ended_ms is None:
                     line.ended_ms = ms
-                elif mark.what.startswith("final") and line.final_ms is None:
+                elif mark.what.startswith("final") and line.final_ms is None and line.ended_ms is not None:
                     line.final_ms = ms
-                elif mark.what.startswith("decided") and line.decided_ms is None:
+                elif mark.what.startswith("decided") and line.decided_ms is None and line.final_ms is not None:
                     line.decided_ms = ms
                 elif mark.what == "BotFirstAudio" and line.first_audio_ms is None and ms >= 0:
                     line.first_audio_ms = ms
