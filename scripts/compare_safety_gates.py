@@ -33,8 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from compare_intent_models import cached, e5_embed  # noqa: E402
-from compare_safety_scores import held_out_sets, training_examples  # noqa: E402
+from compare_safety_scores import embed_train, held_out_sets, training_examples  # noqa: E402
 
 from voicebot.config import load_settings  # noqa: E402
 from voicebot.dialog.domain import load_domain  # noqa: E402
@@ -50,7 +49,6 @@ from voicebot.nlu.evidence import (  # noqa: E402
 from voicebot.nlu.intent import mix_logits  # noqa: E402
 from voicebot.nlu.safety import SAFETY_LABELS, fit_ood_gate, fit_operating_points  # noqa: E402
 from voicebot.nlu.train import _fit_head, _fit_ngram  # noqa: E402
-from voicebot.nlu.training_data import fold_assignment  # noqa: E402
 
 
 @dataclass
@@ -92,12 +90,7 @@ def main() -> int:
     data = REPO / "eval" / "intent"
     train = training_examples(data, args.staged)
     held = held_out_sets(data)
-    texts = [e.text for e in train] + [e.text for rows in held.values() for e in rows]
-    vectors = dict(zip(texts, cached("e5", texts, lambda t: e5_embed(t, settings)), strict=True))
-    x = np.stack([vectors[e.text] for e in train])
-    gold = np.array([e.label for e in train])
-    labels = sorted(set(gold.tolist()))
-    folds = fold_assignment(train, 5, settings.nlu.train_seed)
+    vectors, x, gold, labels, folds = embed_train(train, held, settings)
     w = settings.nlu.ngram_weight
 
     def hit(text: str) -> bool:

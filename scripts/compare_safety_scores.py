@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from compare_intent_models import cached, e5_embed  # noqa: E402
 
-from voicebot.config import load_settings  # noqa: E402
+from voicebot.config import Settings, load_settings  # noqa: E402
 from voicebot.dialog.domain import load_domain  # noqa: E402
 from voicebot.dialog.escalation import any_safety_keyword  # noqa: E402
 from voicebot.nlu.calibration import calibrate, softmax  # noqa: E402
@@ -96,6 +97,25 @@ def held_out_sets(data: Path) -> dict[str, list[Example]]:
     return held
 
 
+class EmbeddedTrain(NamedTuple):
+    """Train's lines for an out-of-fold comparison: every line's e5 embedding (train and held out, cached), train's
+    embeddings and labels in order, the sorted labels and the folds of `voicebot train intent`."""
+
+    vectors: dict[str, np.ndarray]
+    x: np.ndarray
+    gold: np.ndarray
+    labels: list[str]
+    folds: np.ndarray
+
+
+def embed_train(train: list[Example], held: dict[str, list[Example]], settings: Settings) -> EmbeddedTrain:
+    texts = [e.text for e in train] + [e.text for rows in held.values() for e in rows]
+    vectors = dict(zip(texts, cached("e5", texts, lambda t: e5_embed(t, settings)), strict=True))
+    gold = np.array([e.label for e in train])
+    return EmbeddedTrain(vectors, np.stack([vectors[e.text] for e in train]), gold, sorted(set(gold.tolist())),
+                         fold_assignment(train, 5, settings.nlu.train_seed))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--staged", action="store_true", help="add eval/intent/staged_train*.jsonl to train")
@@ -106,13 +126,8 @@ def main() -> int:
     data = REPO / "eval" / "intent"
     train = training_examples(data, args.staged)
     held = {n: read_examples(data / f"{n}.jsonl") for n in HELD_OUT}
-    texts = [e.text for e in train] + [e.text for rows in held.values() for e in rows]
-    vectors = dict(zip(texts, cached("e5", texts, lambda t: e5_embed(t, settings)), strict=True))
-    x = np.stack([vectors[e.text] for e in train])
-    gold = np.array([e.label for e in train])
-    labels = sorted(set(gold.tolist()))
+    vectors, x, gold, labels, folds = embed_train(train, held, settings)
     index = {label: i for i, label in enumerate(labels)}
-    folds = fold_assignment(train, 5, settings.nlu.train_seed)
     w = settings.nlu.ngram_weight
 
     def hit(text: str) -> bool:
