@@ -28,6 +28,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from voicebot.asr.scheduler import DecodeSpan
+    from voicebot.call.pools import KindTimes
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -170,6 +171,12 @@ async def run(turns: int, first: int, show: bool) -> list[TurnLine]:
         profile = clients.profile()
     finally:
         await clients.aclose()
+    print_tables(lines, profile)
+    return lines
+
+
+def print_tables(lines: list[TurnLine], profile: list[KindTimes]) -> None:
+    """One line per turn, the first audio's percentiles and the cut-ins, and the engine pools' waits."""
     print("| turn | s | turn ended ms | final ms | decided ms | first bot audio ms | bot cut in |\n"
           "|---|---|---|---|---|---|---|")
     for t in lines:
@@ -184,7 +191,6 @@ async def run(turns: int, first: int, show: bool) -> list[TurnLine]:
     for p in profile:
         print(f"| {p.pool} | {p.kind} | {p.jobs} | {p.wait_p50_ms:.0f} / {p.wait_p95_ms:.0f} | "
               f"{p.run_p50_ms:.0f} / {p.run_p95_ms:.0f} |")
-    return lines
 
 
 def main() -> int:
