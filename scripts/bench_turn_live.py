@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from voicebot.eval.turn_live import PauseRecord, PauseRecorder, Rule, Seen, end_ms  # noqa: E402
 from voicebot.turn.decision import TurnEndConfig, TurnEndDecider  # noqa: E402
+
+if TYPE_CHECKING:
+    from voicebot.call.clients import EngineClients
+    from voicebot.config import Settings
+    from voicebot.dialog.domain import Domain
+    from voicebot.dialog.session import CallSession
 
 LEAD_S = 1.0
 SHIPPED = TurnEndDecider(TurnEndConfig())
@@ -88,6 +95,35 @@ TAIL_S = 2.0
 FRAME_S = 0.02
 
 
+def on_the_line(pcm: np.ndarray, hiss: np.ndarray, tail_s: float = TAIL_S) -> np.ndarray:
+    """A phone turn (8 kHz) as the line carries it: ``LEAD_S`` of the line's hiss before it, ``tail_s`` after it."""
+    lead, tail = hiss[: int(LEAD_S * 8000)], hiss[int(LEAD_S * 8000): int((LEAD_S + tail_s) * 8000)]
+    return np.concatenate([lead, pcm, tail])
+
+
+def quiet_session(clients: EngineClients, settings: Settings, call_id: str, domain: Domain) -> CallSession:
+    """A real ``CallSession`` whose events and bot audio go nowhere: the bench listens on its bus."""
+    from voicebot.dialog.session import CallSession
+
+    async def nothing(_: object) -> None:
+        return None
+
+    return CallSession(clients, settings, call_id, domain=domain, emit=nothing, send_audio=nothing, out_rate=8000,
+                       realtime=True)
+
+
+async def play_realtime(session: CallSession, audio: np.ndarray, started: float) -> None:
+    """Push 8 kHz ``audio`` into the call in 20 ms frames, paced in real time from ``started`` (perf_counter)."""
+    from voicebot.frames import AudioFrame
+
+    step = int(FRAME_S * 8000)
+    for i in range(0, len(audio), step):
+        await session.push_audio(AudioFrame(audio[i: i + step].copy(), 8000, i / 8000))
+        delay = started + (i + step) / 8000 - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 async def record(turns: int, seed: int, shipped_stage: bool = False) -> list[PauseRecord]:
     from bench_load import quiet_line
     from phone_turns import provision_turns
@@ -95,10 +131,9 @@ async def record(turns: int, seed: int, shipped_stage: bool = False) -> list[Pau
     from voicebot.audio.codecs import mulaw_decode
     from voicebot.config import load_settings
     from voicebot.dialog.domain import load_domain
-    from voicebot.dialog.session import CallSession
     from voicebot.engines import Engines
     from voicebot.eval.load import load_clips
-    from voicebot.frames import AudioFrame, SessionStarted
+    from voicebot.frames import SessionStarted
     from voicebot.turn.smart_turn import SmartTurnModel
     from voicebot.turn.text_eou import TextTurnModel
 
@@ -118,27 +153,15 @@ async def record(turns: int, seed: int, shipped_stage: bool = False) -> list[Pau
     await clients.start()
     out: list[PauseRecord] = []
 
-    async def nothing(_: object) -> None:
-        return None
-
     try:
         for k, clip in enumerate(clips):
-            pcm = np.asarray(mulaw_decode(clip.payload))
-            lead, tail = hiss[: int(LEAD_S * 8000)], hiss[int(LEAD_S * 8000): int((LEAD_S + TAIL_S) * 8000)]
-            audio = np.concatenate([lead, pcm, tail])
-            session = CallSession(clients, settings, f"live-{k}-{time.time_ns()}", domain=domain, emit=nothing,
-                                  send_audio=nothing, out_rate=8000, realtime=True)
+            audio = on_the_line(np.asarray(mulaw_decode(clip.payload)), hiss)
+            session = quiet_session(clients, settings, f"live-{k}-{time.time_ns()}", domain)
             recorder = PauseRecorder(session, text_model, smart, turn=clip.name)
             await session.bus.publish(SessionStarted(metadata={}, realtime=True))
             session.recognizer_stage.start()
             session.dialog.start()
-            step = int(FRAME_S * 8000)
-            started = time.perf_counter()
-            for i in range(0, len(audio), step):
-                await session.push_audio(AudioFrame(audio[i: i + step].copy(), 8000, i / 8000))
-                delay = started + (i + step) / 8000 - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            await play_realtime(session, audio, time.perf_counter())
             await recorder.drain()
             voiced_end = LEAD_S + (clip.voiced_s or clip.seconds)
             last = [p for p in recorder.pauses if p.resumed_ms is None and p.start_t >= voiced_end - 0.6]

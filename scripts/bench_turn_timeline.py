@@ -34,9 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-LEAD_S = 1.0  # line hiss before the turn
-TAIL_S = 2.5  # ... and after it (the 1.2 s fallback and the answer fit in it)
-FRAME_S = 0.02
+TAIL_S = 2.5  # line hiss after the turn (the 1.2 s fallback and the answer fit in it); before it: LEAD_S
 WAIT_S = 2.0  # after the tail, how much longer an answer is waited for
 
 
@@ -59,16 +57,15 @@ class TurnLine:
 
 async def run(turns: int, first: int, show: bool) -> list[TurnLine]:
     from bench_load import quiet_line
+    from bench_turn_live import LEAD_S, on_the_line, play_realtime, quiet_session
     from phone_turns import provision_turns
 
     from voicebot.audio.codecs import mulaw_decode
     from voicebot.config import load_settings
     from voicebot.dialog.domain import load_domain
-    from voicebot.dialog.session import CallSession
     from voicebot.engines import Engines, serve_threads
     from voicebot.eval.load import load_clips
     from voicebot.frames import (
-        AudioFrame,
         BotFirstAudio,
         SessionStarted,
         SpeculationDropped,
@@ -118,33 +115,22 @@ async def run(turns: int, first: int, show: bool) -> list[TurnLine]:
         if isinstance(frame, BotFirstAudio) and now > answer_after[0]:
             answered.set()
 
-    async def nothing(_: object) -> None:
-        return None
-
     lines: list[TurnLine] = []
     try:
         for k, clip in enumerate(clips):
-            pcm = np.asarray(mulaw_decode(clip.payload))
-            lead, tail = hiss[: int(LEAD_S * 8000)], hiss[int(LEAD_S * 8000): int((LEAD_S + TAIL_S) * 8000)]
-            audio = np.concatenate([lead, pcm, tail])
-            session = CallSession(clients, settings, f"timeline-{k}-{time.time_ns()}", domain=domain, emit=nothing,
-                                  send_audio=nothing, out_rate=8000, realtime=True)
+            audio = on_the_line(np.asarray(mulaw_decode(clip.payload)), hiss, TAIL_S)
+            session = quiet_session(clients, settings, f"timeline-{k}-{time.time_ns()}", domain)
             session.bus.subscribe(on_frame, SpeechStarted, SpeechEnded, SpeculativeFinal, SpeculationDropped,
                                   Transcript, UserTurn, TurnDecided, BotFirstAudio)
             await session.bus.publish(SessionStarted(metadata={}, realtime=True))
             session.recognizer_stage.start()
             session.dialog.start()
             marks.clear()
-            step = int(FRAME_S * 8000)
             started = time.perf_counter()
             voiced_end = started + LEAD_S + (clip.voiced_s or clip.seconds)
             answer_after[0] = voiced_end
             answered.clear()
-            for i in range(0, len(audio), step):
-                await session.push_audio(AudioFrame(audio[i: i + step].copy(), 8000, i / 8000))
-                delay = started + (i + step) / 8000 - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            await play_realtime(session, audio, started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(answered.wait(), WAIT_S)
             line = TurnLine(clip.name, clip.seconds)
