@@ -6,7 +6,7 @@ window, every other final in ``asr.final_chunk_length`` (10 s). This decodes the
 covers exactly as a served final is decoded, once per window, side by side (every window on one
 turn before the next turn, so load on the machine falls on all of them alike):
 
-* the telephone channel (8 kHz µ-law and back, ``bench_asr_window.phone``) over the recognizer's
+* the telephone channel (8 kHz µ-law and back, ``voicebot.eval.short_turns.on_the_line``) over the recognizer's
   pre-roll (0.3 s of line hiss), the speech, and its post-roll (0.4 s of hiss);
 * ``Transcriber.transcribe(..., final=True, fallback=False)`` at beam 5, word timings on; the
   window forced with ``window_s`` (``window_s=30`` is what today's rule gives these turns,
@@ -34,7 +34,6 @@ against 30 s per turn (turns with fewer / more word errors, a paired bootstrap 9
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import random
 import sys
@@ -48,17 +47,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_asr_window import phone  # noqa: E402
 from make_scenario_audio import VARIANT_LENGTH_SCALE, _variant  # noqa: E402
 
 from voicebot.audio.resample import resample  # noqa: E402
 from voicebot.config import load_settings  # noqa: E402
-from voicebot.eval.asr_cases import RATE, SPEECH_LEVEL_DBFS, line_noise, load_sources, speech_bounds  # noqa: E402
-from voicebot.eval.asr_checks import check_edges  # noqa: E402
+from voicebot.eval.asr_cases import RATE  # noqa: E402
+from voicebot.eval.asr_checks import check_edges, end_dropped  # noqa: E402
 from voicebot.eval.metrics import normalize_german, word_errors  # noqa: E402
+from voicebot.eval.short_turns import emodb_speech, levelled, on_the_line  # noqa: E402
 
-PRE_ROLL_S = 0.3  # vad.pre_roll_ms of line hiss before the speech
-POST_ROLL_S = 0.4  # the hiss after the speech that the endpointer hands over with the turn
 BEAM = 5
 FEW_WORDS = "1-2 words"  # a row of the tables: the turns of one or two reference words, whatever their group
 # Short answers a caller gives the triage bot (confirmations, refusals, numbers, dates, slots, closings).
@@ -92,29 +89,6 @@ class Scores:
     cpu: list[float] = field(default_factory=list)
     wall: list[float] = field(default_factory=list)
     window: list[float] = field(default_factory=list)
-
-
-def levelled(pcm: np.ndarray) -> np.ndarray:
-    """The speech of ``pcm`` (``speech_bounds``) at ``SPEECH_LEVEL_DBFS``, as ``asr_cases.trimmed`` gives a clip."""
-    start, end = speech_bounds(pcm)
-    piece = pcm[start:end].astype(np.float64)
-    gain = 32768 * 10 ** (SPEECH_LEVEL_DBFS / 20) / (np.sqrt(np.mean(piece**2)) + 1e-9)
-    return np.clip(np.round(piece * gain), -32768, 32767).astype(np.int16)
-
-
-def on_the_line(speech: np.ndarray, seed: int, hiss_under: bool = False) -> np.ndarray:
-    audio = np.concatenate([line_noise(PRE_ROLL_S, seed=seed), speech, line_noise(POST_ROLL_S, seed=seed + 1)])
-    if hiss_under:  # the hiss runs under the speech too, as in asr_cases' noisy cases (tests' short-01)
-        audio = np.clip(audio.astype(np.int32) + line_noise(len(audio) / RATE + 0.01, seed=seed + 7)[: len(audio)],
-                        -32768, 32767).astype(np.int16)
-    return phone(audio)
-
-
-def emodb_turns(max_s: float) -> list[tuple[str, str, np.ndarray]]:
-    from voicebot.audio.io import load_for_asr
-
-    clips = sorted((c for c in load_sources(sets=("speech-de",)) if c.seconds <= max_s), key=lambda c: c.path)
-    return [(c.path.stem, c.text, levelled(load_for_asr(c.path, RATE))) for c in clips]
 
 
 def answer_turns(settings, max_s: float) -> list[tuple[str, str, np.ndarray]]:
@@ -182,7 +156,7 @@ def main() -> int:
     turns: list[Turn] = []
     left_out = 0
     for group in args.groups.split(","):
-        made = emodb_turns(args.max_s) if group == "emodb" else answer_turns(settings, args.max_s)
+        made = emodb_speech(args.max_s) if group == "emodb" else answer_turns(settings, args.max_s)
         if args.limit:
             made = made[: args.limit]
         for name, text, speech in made:
@@ -221,13 +195,6 @@ def main() -> int:
     return 0
 
 
-def tail_dropped(reference: str, hypothesis: str) -> bool:
-    """The reference's last word(s) have no hypothesis words at all (the turn's end was cut off)."""
-    ref, hyp = normalize_german(reference).split(), normalize_german(hypothesis).split()
-    ops = difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False).get_opcodes()
-    return bool(ref) and ops[-1][0] == "delete"
-
-
 def in_group(row: dict, group: str) -> bool:
     if group == FEW_WORDS:
         return len(normalize_german(row["text"]).split()) <= 2
@@ -248,7 +215,7 @@ def report(rows: list[dict], windows: list[int]) -> None:
         for w in windows:
             hyps = [r[str(w)]["text"] for r in sel]
             not_heard = sum(not check_edges(a, b, k=1).last_heard for a, b in zip(refs, hyps, strict=True))
-            dropped = sum(tail_dropped(a, b) for a, b in zip(refs, hyps, strict=True))
+            dropped = sum(end_dropped(a, b) for a, b in zip(refs, hyps, strict=True))
             print(f"| {group} | {len(sel)} | {np.mean([r[str(w)]['window'] for r in sel]):.0f} | "
                   f"{word_errors(refs, hyps).rate:.3f} | {not_heard} | {dropped} | {sum(not h.strip() for h in hyps)} "
                   f"| {np.mean([r[str(w)]['cpu'] for r in sel]):.2f} | "

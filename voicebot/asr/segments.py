@@ -14,10 +14,10 @@ start before its cut).
 Segment decodes are ``speculative`` for the scheduler (every other call's confirmed final goes
 first) until the turn ends (``AsrScheduler.promote``). A segment after a cut is decoded in the
 turn-sized window of ``asr.final_chunk_length`` (``window_s`` where the ASR client takes it, else
-trailing silence up to ``asr.final_short_turn_s``): the native 30 s window that a short whole turn
-needs would cost a short segment 3x a 10 s one, and on phone turns WER was the same
-(``scripts/bench_segments.py``). ``asr.segment_pause_ms = 0`` decodes the whole turn at its end
-(the early decode of ``asr.speculative_final_ms`` still runs).
+trailing silence up to ``asr.final_short_turn_s``): the longer window that a short whole turn
+needs (``asr.final_short_window_s``; 30 s then) would cost a short segment 3x a 10 s one, and on
+phone turns WER was the same (``scripts/bench_segments.py``). ``asr.segment_pause_ms = 0`` decodes the
+whole turn at its end (the early decode of ``asr.speculative_final_ms`` still runs).
 
 The decode at a pause starts ``asr.pause_decode_ms`` into it (before the end-of-turn models decide, so the tail
 is decoding when the turn ends); it is kept as a segment only if the pause reaches ``asr.segment_pause_ms``.
@@ -83,8 +83,8 @@ def join_results(parts: Sequence[TranscriptionResult]) -> TranscriptionResult:
 def pad_to_turn_window(audio: np.ndarray, short_turn_s: float) -> np.ndarray:
     """``audio`` with trailing digital silence up to ``short_turn_s`` (``asr.final_short_turn_s``).
 
-    For an ASR client without ``window_s``: a final shorter than that decodes in the native 30 s
-    window (a short whole turn keeps its last word only there); padded, a segment after a cut is
+    For an ASR client without ``window_s``: a final shorter than that decodes in the short whole
+    turn's longer window (``asr.final_short_window_s``, where it keeps its last word); padded, a segment after a cut is
     decoded in the turn-sized window. The encoder sees exactly what ``window_s`` would give it:
     the engine pads every window with the same zeros after the audio."""
     need = int(np.ceil(short_turn_s * ASR_SAMPLE_RATE)) + 1 - len(audio)

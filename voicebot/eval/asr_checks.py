@@ -69,3 +69,11 @@ def edge_regressions(reference: str, streaming: str, raw: str) -> list[str]:
     if set(s.duplicated) - set(r.duplicated):
         out.append("duplicated")
     return out
+
+
+def end_dropped(reference: str, hypothesis: str) -> bool:
+    """The reference's last word(s) have no hypothesis words at all: the turn's end was cut off (a misheard
+    last word is not dropped; ``check_edges(...).last_heard`` counts both)."""
+    ref, hyp = normalize_german(reference).split(), normalize_german(hypothesis).split()
+    ops = difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False).get_opcodes()
+    return bool(ref) and ops[-1][0] == "delete"
