@@ -31,6 +31,31 @@ def test_voice_to_voice_and_final_latency_by_hand() -> None:
     assert line.bot_speaking(11.28) and not line.bot_speaking(11.30)
 
 
+def test_an_answer_begun_at_the_turns_very_end_is_its_answer_not_the_next_one() -> None:
+    """The bot cut in 0.3 s before the caller's last voiced frame and is still speaking then: the turn is
+    answered (a cut-in, no voice->voice sample), not timed to the bot's next utterance seconds later."""
+    stats = CallerStats()
+    line = _Line(8000, 1)
+    line.caller_talking = True
+    line.on_event({"type": "bot.utterance", "text": "Verstanden."}, 20.0, stats)
+    line.on_audio(b"\xff" * 8000, 20.0, stats)  # one second of bot audio: playing until 21.0
+    line.caller_talking = False
+    line.turn_ended(stats, 20.3)
+    assert stats.cut_ins == 1 and stats.answered_in_turn == 1 and line.answered
+    line.on_event({"type": "bot.utterance", "text": "Was kann ich tun?"}, 28.0, stats)
+    line.on_audio(b"\xff" * 160, 28.0, stats)
+    assert stats.voice_to_voice == []
+    # A cut-in that was over before the turn ended: the turn waits for an answer, and the next one times it.
+    line.caller_talking = True
+    line.on_event({"type": "bot.utterance", "text": "Ja?"}, 30.0, stats)
+    line.on_audio(b"\xff" * 800, 30.0, stats)  # 0.1 s: over at 30.1
+    line.caller_talking = False
+    line.turn_ended(stats, 31.0)
+    assert not line.answered and stats.answered_in_turn == 1
+    line.on_audio(b"\xff" * 160, 31.4, stats)  # more of the utterance begun in the turn (resumed after a pause)
+    assert stats.voice_to_voice == [pytest.approx(400.0)]
+
+
 def test_partial_lag_uses_the_send_time_of_the_audio_it_covers() -> None:
     stats = CallerStats()
     line = _Line(16000, 2)

@@ -171,9 +171,7 @@ async def _one_call(url: str, call_id: str, clips: Sequence[Clip], rng: random.R
                     # clip's own room noise after it, if any, is still sent).
                     voiced_left = None
                     line.caller_talking = False
-                    line.speech_end = sent
-                    line.note(stats, sent, "caller.speech.end")
-                    line.answered, line.final_seen, line.reply_started = False, False, False
+                    line.turn_ended(stats, sent)
                 # An absolute frame clock: sending late does not shift later frames (no drift).
                 tick += frame_ms / 1000.0
                 delay = tick - time.perf_counter()
@@ -286,7 +284,7 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
     merged = CallerStats()
     for s in results:
         for name in ("calls_started", "calls_completed", "calls_dropped", "calls_refused", "calls_errored", "turns",
-                     "unanswered_turns", "handoffs", "cut_ins"):
+                     "unanswered_turns", "handoffs", "cut_ins", "answered_in_turn"):
             setattr(merged, name, getattr(merged, name) + getattr(s, name))
         for name in ("voice_to_voice", "final_latency", "partial_lag", "client_late", "problems"):
             getattr(merged, name).extend(getattr(s, name))
@@ -303,6 +301,7 @@ async def run_load(url: str, calls: int, duration: float, clips: Sequence[Clip],
         "unanswered_turns": merged.unanswered_turns,
         "handoffs": merged.handoffs,
         "cut_ins": merged.cut_ins,
+        "answered_in_turn": merged.answered_in_turn,  # cut-ins still playing at the turn's end: no voice->voice
         "voice_to_voice_ms": summarize(merged.voice_to_voice, 1),
         "final_latency_ms": summarize(merged.final_latency, 1),
         "partial_lag_ms": summarize(merged.partial_lag, 1),

@@ -40,6 +40,9 @@ class CallerStats:
     unanswered_turns: int = 0
     handoffs: int = 0
     cut_ins: int = 0  # bot utterances begun while the caller was still speaking a turn (before its last word)
+    # Turns whose answer the bot began before their last voiced frame and was still playing at it: answered,
+    # without a voice->voice sample (they are cut-ins; timed to the next utterance they read as 8-16 s waits).
+    answered_in_turn: int = 0
     voice_to_voice: list[float] = field(default_factory=list)
     final_latency: list[float] = field(default_factory=list)
     partial_lag: list[float] = field(default_factory=list)
@@ -66,6 +69,7 @@ class _Line:
         self.answered = True
         self.final_seen = True
         self.reply_started = False  # the bot began a new utterance after the caller's last turn
+        self.cut_in = False  # the bot began an utterance while the caller was speaking the current turn
         self.ended = False
         self.handed_off = False
         self.error = False
@@ -73,6 +77,20 @@ class _Line:
 
     def bot_speaking(self, now: float) -> bool:
         return now < self.bot_until
+
+    def turn_ended(self, stats: CallerStats, now: float) -> None:
+        """The caller's last voiced frame of a turn left at ``now``: wait for the bot's answer to it.
+
+        A bot utterance begun during the turn and still playing now is that answer (a cut-in at the turn's
+        very end, counted in ``cut_ins``); audio of it that arrives later counts as the reply."""
+        self.speech_end = now
+        self.note(stats, now, "caller.speech.end")
+        self.final_seen = False
+        self.reply_started = self.cut_in
+        self.answered = self.cut_in and self.bot_speaking(now)
+        if self.answered:
+            stats.answered_in_turn += 1
+        self.cut_in = False
 
     def note(self, stats: CallerStats, now: float, kind: str, text: str = "") -> None:
         if stats.trace is not None:
@@ -104,6 +122,7 @@ class _Line:
             self.reply_started = True
         if kind == "bot.utterance" and self.caller_talking:
             stats.cut_ins += 1
+            self.cut_in = True
         elif kind == "handoff":
             self.handed_off = True
             stats.handoffs += 1
