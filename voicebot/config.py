@@ -157,6 +157,18 @@ class VadSettings:
     # After a turn, once this long passed without speech, the VAD's recurrent state starts afresh (Silero carries
     # the last turn in it: the next phone turn's onset came up to 1.9 s late, voicebot/vad/settings.py). 0 = never.
     idle_reset_ms: NonNegative = 1000
+    # Narrowband calls, inside a turn: a frame under this is silence (the hysteresis' lower threshold). None =
+    # narrowband_threshold - 0.15 (0.15). Why a setting: Silero's telephone-band probabilities decay slowly after
+    # the last word, so at 0.15 the last frame called speech came p50 136 / p90 196 ms after the caller's last
+    # voiced frame, and every turn's end (and its tail decode) waits that long; higher ends sooner but risks
+    # ending in a quiet last syllable or a short word gap (docs/CAPACITY.md, tenth round).
+    narrowband_neg_threshold: Probability | None = None
+
+    def __post_init__(self) -> None:
+        neg = self.narrowband_neg_threshold
+        if neg is not None and neg > self.narrowband_threshold:
+            raise ValueError(f"vad.narrowband_neg_threshold ({neg}) must not exceed vad.narrowband_threshold "
+                             f"({self.narrowband_threshold})")
 
 
 @dataclass(frozen=True)

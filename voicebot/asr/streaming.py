@@ -88,8 +88,9 @@ MIN_PRE_ROLL_MS = 1000
 def endpointer_settings(vad: VadSettings, narrowband: bool = False) -> EndpointerSettings:
     """The endpointer's settings from the ``[vad]`` config section (telephone-band calls: lower threshold)."""
     threshold = vad.narrowband_threshold if narrowband else vad.threshold
+    neg = vad.narrowband_neg_threshold if narrowband else None  # None: threshold - 0.15
     return EndpointerSettings(
-        detector=vad.detector, threshold=threshold, webrtc_aggressiveness=vad.webrtc_aggressiveness,
+        detector=vad.detector, threshold=threshold, neg_threshold=neg, webrtc_aggressiveness=vad.webrtc_aggressiveness,
         pre_roll_ms=max(vad.pre_roll_ms, MIN_PRE_ROLL_MS), min_speech_ms=vad.min_speech_ms,
         end_silence_ms=vad.end_silence_ms,
         max_turn_s=vad.max_turn_s, energy_floor_dbfs=vad.energy_floor_dbfs, idle_reset_ms=vad.idle_reset_ms,

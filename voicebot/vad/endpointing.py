@@ -82,6 +82,9 @@ class Endpointer:
         self._pre_roll = settings.pre_roll_ms * self._rate // 1000
         self._post_roll = settings.post_roll_ms * self._rate // 1000
         self._neg_threshold = settings.effective_neg_threshold
+        # A candidate keeps the default hysteresis (threshold - 0.15) whatever the in-turn lower threshold: a quiet
+        # phone turn whose probabilities hover at 0.15-0.3 (EmoDB 10a01Ac) was never confirmed at 0.20.
+        self._cand_threshold = min(self._neg_threshold, max(settings.threshold - 0.15, 0.01))
         self._defer = getattr(detector, "defer", None) if settings.defer_gated_frames else None
         self.reset()
 
@@ -239,7 +242,7 @@ class Endpointer:
             # Hysteresis as inside a turn: once triggered, frames above the lower
             # threshold keep the candidate alive and count towards min_speech_ms.
             # Narrowband (telephone) speech often hovers just under the threshold.
-            if prob >= self._neg_threshold:
+            if prob >= self._cand_threshold:
                 self._cand_speech_frames += 1
                 self._cand_gap = 0
                 self._cand_speech_end = self._pos

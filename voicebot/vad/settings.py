@@ -13,7 +13,9 @@ class EndpointerSettings:
 
     detector: str = "silero"  # silero | webrtc
     threshold: float = 0.5  # probability at which a frame is speech
-    neg_threshold: float | None = None  # inside a turn, below this is silence; default threshold - 0.15
+    # Inside a turn, below this is silence; default threshold - 0.15. Phone calls: vad.narrowband_neg_threshold
+    # (voicebot.asr.streaming.endpointer_settings). The endpointer also counts a candidate's frames against it.
+    neg_threshold: float | None = None
     webrtc_aggressiveness: int = 2
     webrtc_frame_ms: int = 30
     pre_roll_ms: int = 300  # audio kept before the speech onset
