@@ -139,14 +139,14 @@ def _raw_text(transcriber, settings, audio: np.ndarray) -> str:
     ("long-01", "telephone", False),  # a 39 s turn: longer than the endpointer's limit
 ])
 async def test_turn_keeps_its_first_and_last_words(transcriber, settings, vad_model, cases, name, channel,
-                                                   partials, monkeypatch) -> None:
+                                                   partials) -> None:
     case = _case(cases, name)
     if case.kind == "short":
         # The streaming path itself (VAD cut, pre/post-roll, segments), in the raw model's own 30 s window. The
         # short final's window (asr.final_short_window_s, 20 s) is a question for many turns, not one clip: at
         # 20 s this clip's last two words come out misheard ("Mittwoch-Abtäse"), while over 336 short phone turns
         # 20 s is as accurate as 30 s (scripts/bench_short_turns.py; guarded by tests/test_short_turns.py).
-        monkeypatch.setattr(transcriber, "settings", replace(transcriber.settings, final_short_window_s=30))
+        settings = replace(settings, asr=replace(settings.asr, final_short_window_s=30))
     audio = _channel(case.audio, channel)
     streamed, out = await _streaming_text(transcriber, settings, vad_model, audio, channel, partials)
     raw = _raw_text(transcriber, settings, audio)

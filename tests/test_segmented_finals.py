@@ -237,12 +237,12 @@ def test_join_results_keeps_one_part_and_joins_several_in_order() -> None:
 def test_a_short_segment_is_padded_into_the_turn_sized_window(transcriber) -> None:
     """Without ``window_s`` on the ASR client, trailing silence takes a short segment past
     ``asr.final_short_turn_s``, so the engine decodes it in the 10 s window, not the short whole turn's
-    longer one (``asr.final_short_window_s``)."""
+    longer one (``asr.final_short_window_wideband_s``; a phone call's recognizer asks for its own)."""
     short = np.ones(2 * RATE, dtype=np.int16)
     padded = pad_to_turn_window(short, 4.0)
     assert len(padded) / RATE > 4.0 and np.array_equal(padded[: len(short)], short)
     assert not padded[len(short) :].any()  # the zeros the engine pads every window with
-    short_window = transcriber.settings.final_short_window_s
+    short_window = transcriber.settings.final_short_window_wideband_s
     assert short_window > transcriber.settings.final_chunk_length
     assert transcriber.window_for(len(short) / RATE, final=True) == short_window
     assert transcriber.window_for(len(padded) / RATE, final=True) == transcriber.settings.final_chunk_length

@@ -80,11 +80,15 @@ class AsrSettings:
     # ...but a final shorter than this (s, padding included) decodes in the longer final_short_window_s: a short
     # noisy phone turn lost its last word in the 10 s window (issue 11).
     final_short_turn_s: Annotated[float, Field(ge=0)] = 4.0
-    # The encoder window (s) of those short finals (30 = Whisper's native one, the rule before). On 336 short phone
-    # turns (scripts/bench_short_turns.py, paired against 30 s): 20 s as accurate (WER 0.237 vs 0.252 with the hiss
-    # around the speech, 0.305 vs 0.306 EmoDB with it under) at 0.55x the CPU, ~0.3 s sooner; 10 s 3 points worse
-    # with the hiss under. Guarded by tests/test_short_turns.py (docs/CAPACITY.md "Short whole turns").
+    # The encoder window (s) of those short finals on a phone call (narrowband; the recognizer asks for it). On 336
+    # short phone turns (scripts/bench_short_turns.py, paired against 30 s): 20 s as accurate (WER 0.237 vs 0.252
+    # with the hiss around the speech, 0.305 vs 0.306 EmoDB with it under) at 0.55x the CPU, ~0.3 s sooner; 10 s 3
+    # points worse with the hiss under. The 193 shared clips through the phone line: WER 0.223 vs 0.225, half the
+    # decode time. Guarded by tests/test_short_turns.py (docs/CAPACITY.md "Short whole turns").
     final_short_window_s: Annotated[int, Field(ge=1, le=30)] = 20
+    # ...and on a wideband call (browser), or wherever the line is not known: the same 193 clips read 0.167 at 20 s
+    # against 0.156 at Whisper's native 30 s (`voicebot eval asr --channel wideband --no-partials`, both windows).
+    final_short_window_wideband_s: Annotated[int, Field(ge=1, le=30)] = 30
     # Encoder windows grow in these steps (s) past the minimum (chunk_length / final_chunk_length), not per second.
     window_buckets: tuple[int, ...] = (10, 15, 20, 30)
     # Adaptive partial rate (scheduler): a call's partial interval grows with load so partials use at most

@@ -15,9 +15,10 @@ Segment decodes are ``speculative`` for the scheduler (every other call's confir
 first) until the turn ends (``AsrScheduler.promote``). A segment after a cut is decoded in the
 turn-sized window of ``asr.final_chunk_length`` (``window_s`` where the ASR client takes it, else
 trailing silence up to ``asr.final_short_turn_s``): the longer window that a short whole turn
-needs (``asr.final_short_window_s``; 30 s then) would cost a short segment 3x a 10 s one, and on
-phone turns WER was the same (``scripts/bench_segments.py``). ``asr.segment_pause_ms = 0`` decodes the
-whole turn at its end (the early decode of ``asr.speculative_final_ms`` still runs).
+needs (20 s on a phone call, ``asr.final_short_window_s``; 30 s when this was measured) would cost a
+short segment 3x a 10 s one, and on phone turns WER was the same (``scripts/bench_segments.py``).
+``asr.segment_pause_ms = 0`` decodes the whole turn at its end (the early decode of
+``asr.speculative_final_ms`` still runs).
 
 The decode at a pause starts ``asr.pause_decode_ms`` into it (before the end-of-turn models decide, so the tail
 is decoding when the turn ends); it is kept as a segment only if the pause reaches ``asr.segment_pause_ms``.
@@ -84,8 +85,8 @@ def pad_to_turn_window(audio: np.ndarray, short_turn_s: float) -> np.ndarray:
     """``audio`` with trailing digital silence up to ``short_turn_s`` (``asr.final_short_turn_s``).
 
     For an ASR client without ``window_s``: a final shorter than that decodes in the short whole
-    turn's longer window (``asr.final_short_window_s``, where it keeps its last word); padded, a segment after a cut is
-    decoded in the turn-sized window. The encoder sees exactly what ``window_s`` would give it:
+    turn's longer window (``asr.final_short_window_wideband_s``, where it keeps its last word); padded,
+    a segment after a cut is decoded in the turn-sized window. The encoder sees exactly what ``window_s`` would give it:
     the engine pads every window with the same zeros after the audio."""
     need = int(np.ceil(short_turn_s * ASR_SAMPLE_RATE)) + 1 - len(audio)
     if need <= 0:
@@ -103,6 +104,7 @@ class SegmentedFinals:
     scheduler: AsrScheduler
     endpointer: Endpointer
     call_id: str
+    narrowband: bool | None  # a phone call (short whole turns decode in asr.final_short_window_s)
     speculation: dict[str, int]
     segment_stats: dict[str, int]
     wasted_seconds: float
@@ -229,6 +231,9 @@ class SegmentedFinals:
                                                   asr.window_buckets)
             else:
                 audio = pad_to_turn_window(audio, asr.final_short_turn_s)
+        elif self.narrowband and "window_s" in self._client_kw:
+            if len(audio) / ASR_SAMPLE_RATE < asr.final_short_turn_s:  # a short whole phone turn (20 s reads it as 30)
+                kw["window_s"] = asr.final_short_window_s
         result = await self.scheduler.transcribe(
             audio, call_id=self.call_id, final=True, offset=offset, initial_prompt=segment.prompt, **kw,
         )

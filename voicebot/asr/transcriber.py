@@ -176,11 +176,12 @@ class Transcriber:
         ``final``: a final-quality (beam-search) decode uses ``asr.final_chunk_length``
         (10 s, bucketed: on 40 phone turns of 3-20 s with pre/post-roll WER 0.365 vs 0.389 in
         30 s windows, at 0.46x the CPU), except finals shorter than ``asr.final_short_turn_s``,
-        which lose their last word in so short a window: they take ``asr.final_short_window_s`` (20 s).
+        which lose their last word in so short a window: they take ``asr.final_short_window_wideband_s`` (30 s;
+        a phone call's recognizer asks for ``asr.final_short_window_s`` instead, ``window_s``).
         """
         minimum = self.settings.final_chunk_length if final else self.settings.chunk_length
         if final and duration < self.settings.final_short_turn_s:
-            minimum = self.settings.final_short_window_s  # a short turn keeps its last word in a longer window
+            minimum = self.settings.final_short_window_wideband_s  # a short turn keeps its last word in a longer window
         return encoder_window_s(duration, max(minimum, self.settings.chunk_length), self.settings.window_buckets)
 
     def transcribe(
