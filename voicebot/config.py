@@ -77,8 +77,8 @@ class AsrSettings:
     # speech with the recognizer's pre/post-roll (scripts/bench_asr_window.py --pad, 40 turns of 3-20 s, beam 5):
     # WER 0.365 at 10 s (bucketed), 0.374 at 20 s, 0.389 at 30 s; CPU 0.46x of 30 s (docs/CAPACITY.md).
     final_chunk_length: Annotated[int, Field(ge=1, le=30)] = 10
-    # ...but a final shorter than this (s, padding included) decodes in the longer final_short_window_s: a short
-    # noisy phone turn lost its last word in the 10 s window (issue 11).
+    # ...but a final shorter than this (s, padding included) decodes in a longer window (final_short_window_s on a
+    # phone call, final_short_window_wideband_s otherwise): a short noisy phone turn lost its last word in 10 s.
     final_short_turn_s: Annotated[float, Field(ge=0)] = 4.0
     # The encoder window (s) of those short finals on a phone call (narrowband; the recognizer asks for it). On 336
     # short phone turns (scripts/bench_short_turns.py, paired against 30 s): 20 s as accurate (WER 0.237 vs 0.252

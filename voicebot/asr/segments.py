@@ -86,8 +86,8 @@ def pad_to_turn_window(audio: np.ndarray, short_turn_s: float) -> np.ndarray:
 
     For an ASR client without ``window_s``: a final shorter than that decodes in the short whole
     turn's longer window (``asr.final_short_window_wideband_s``, where it keeps its last word); padded,
-    a segment after a cut is decoded in the turn-sized window. The encoder sees exactly what ``window_s`` would give it:
-    the engine pads every window with the same zeros after the audio."""
+    a segment after a cut is decoded in the turn-sized window. The encoder sees exactly what
+    ``window_s`` would give it: the engine pads every window with the same zeros after the audio."""
     need = int(np.ceil(short_turn_s * ASR_SAMPLE_RATE)) + 1 - len(audio)
     if need <= 0:
         return audio

@@ -2,9 +2,9 @@
 
 A caller's answer ("Ja, bitte.", a number, a date) is a turn of one to three seconds. The
 recognizer hands it over with its pre-roll (0.3 s of line hiss before the speech) and post-roll
-(0.4 s after), through the telephone channel (8 kHz µ-law and back to 16 kHz). Its final decodes
-in ``asr.final_short_window_s`` (``Transcriber.window_for``): these turns measure that choice
-(``scripts/bench_short_turns.py``) and guard it (``tests/test_short_turns.py``).
+(0.4 s after), through the telephone channel (8 kHz µ-law and back to 16 kHz). On a phone call its
+final decodes in ``asr.final_short_window_s`` (the recognizer asks for it): these turns measure that
+choice (``scripts/bench_short_turns.py``) and guard it (``tests/test_short_turns.py``).
 """
 
 from __future__ import annotations

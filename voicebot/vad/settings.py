@@ -14,7 +14,8 @@ class EndpointerSettings:
     detector: str = "silero"  # silero | webrtc
     threshold: float = 0.5  # probability at which a frame is speech
     # Inside a turn, below this is silence; default threshold - 0.15. Phone calls: vad.narrowband_neg_threshold
-    # (voicebot.asr.streaming.endpointer_settings). The endpointer also counts a candidate's frames against it.
+    # (voicebot.asr.streaming.endpointer_settings). A turn's candidate counts its frames against the lower of this
+    # and threshold - 0.15 (a higher value must not leave a quiet turn unconfirmed).
     neg_threshold: float | None = None
     webrtc_aggressiveness: int = 2
     webrtc_frame_ms: int = 30
