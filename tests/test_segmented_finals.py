@@ -234,6 +234,17 @@ def test_join_results_keeps_one_part_and_joins_several_in_order() -> None:
     assert join_results([empty, empty]).text == ""
 
 
+def test_a_turns_confidence_leaves_out_the_first_words_alignment_probability() -> None:
+    """The alignment pass scores the first word without the prompt the decode had: "Kundennummer 526108" on the
+    phone line came back 0.01 and 0.75, and a right answer was re-asked (``TranscriptionResult.turn_confidence``)."""
+    number = TranscriptionResult("Kundennummer 526108", (Word("Kundennummer", 0.3, 1.1, 0.01),
+                                                         Word("526108", 1.2, 2.4, 0.75)), -0.55, 0.006, 2.9, 0.4)
+    assert number.confidence < 0.35 <= number.turn_confidence == pytest.approx(0.75 * (1 - 0.5 * 0.006))
+    one = TranscriptionResult("Ja.", (Word("Ja.", 0.3, 0.6, 0.2),), -0.9, 0.1, 1.2, 0.2)
+    assert one.turn_confidence == one.confidence  # a lone word is all there is to judge
+    assert TranscriptionResult("", (), -10.0, 0.9, 1.0, 0.1).turn_confidence == 0.0
+
+
 def test_a_short_segment_is_padded_into_the_turn_sized_window(transcriber) -> None:
     """Without ``window_s`` on the ASR client, trailing silence takes a short segment past
     ``asr.final_short_turn_s``, so the engine decodes it in the 10 s window, not the short whole turn's

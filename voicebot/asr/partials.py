@@ -107,7 +107,7 @@ class PartialDecoding:
         turn.last_text = text
         self._out.append(
             Transcript(
-                text=text, is_final=False, confidence=result.confidence, start=turn.speech_start, end=end_time,
+                text=text, is_final=False, confidence=result.turn_confidence, start=turn.speech_start, end=end_time,
                 committed=" ".join(committed),
             )
         )

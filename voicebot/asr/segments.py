@@ -311,7 +311,7 @@ class SegmentedFinals:
             return Transcript("", True, 0.0, (), start, end, "")
         joined = join_results(results)
         return Transcript(
-            text=joined.text, is_final=True, confidence=joined.confidence, words=joined.words,
+            text=joined.text, is_final=True, confidence=joined.turn_confidence, words=joined.words,
             start=start, end=end, committed=joined.text,
         )
 
