@@ -50,6 +50,16 @@ def transcriber(settings: Settings):
 
 
 @pytest.fixture(scope="session")
+def vad_model(settings: Settings):
+    """The Silero VAD session (stateless: every detector keeps its own state): the provisioned copy when
+    `voicebot models pull` ran, else the one inside faster-whisper."""
+    from voicebot.vad import SileroVadModel
+
+    path = settings.models.dir / "silero-vad" / "silero_vad_v6.onnx"
+    return SileroVadModel(path if path.is_file() else None).load()
+
+
+@pytest.fixture(scope="session")
 def pico(settings: Settings):
     from voicebot.tts import make_synthesizer
 

@@ -35,12 +35,6 @@ def cases() -> list[AsrCase]:
     return build_cases(sources)
 
 
-@pytest.fixture(scope="module")
-def vad_model(settings) -> SileroVadModel:
-    path = settings.models.dir / "silero-vad" / "silero_vad_v6.onnx"
-    return SileroVadModel(path if path.is_file() else None).load()
-
-
 def _case(cases: list[AsrCase], name: str) -> AsrCase:
     return next(c for c in cases if c.name == name)
 

@@ -29,7 +29,6 @@ from voicebot.eval.asr import stream_transcribe
 from voicebot.eval.asr_checks import check_edges, end_dropped
 from voicebot.eval.metrics import wer
 from voicebot.eval.short_turns import ShortTurn, emodb_turns
-from voicebot.vad import SileroVadModel
 
 MAX_S = 3.0  # EmoDB clips of at most this long: with the pre- and post-roll, all under final_short_turn_s
 TURNS = 32  # drawn once (seed 0) from the 158 such clips; all of them: scripts/bench_short_turns.py
@@ -80,12 +79,10 @@ class _WindowLog(AsrScheduler):
 
 
 @pytest.mark.parametrize("narrowband", [True, False])
-async def test_the_recognizer_asks_for_the_short_window_on_phone_calls_only(transcriber, settings, turns,
+async def test_the_recognizer_asks_for_the_short_window_on_phone_calls_only(transcriber, settings, vad_model, turns,
                                                                             narrowband: bool) -> None:
     """A short whole turn through the real recognizer: a phone call's final asks for ``final_short_window_s``;
     a wideband call's leaves the window to the engine, whose short finals keep ``final_short_window_wideband_s``."""
-    path = settings.models.dir / "silero-vad" / "silero_vad_v6.onnx"
-    vad_model = SileroVadModel(path if path.is_file() else None).load()
     turn = turns[0]
     audio = np.concatenate([np.zeros(8000, np.int16), turn.audio, np.zeros(16000, np.int16)])
     async with _WindowLog(transcriber, settings.asr, adaptive_beam=False) as scheduler:

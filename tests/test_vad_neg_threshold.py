@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from voicebot.asr.streaming import endpointer_settings
-from voicebot.audio import resample, telephone_channel
-from voicebot.config import REPO_ROOT, Settings, SettingsError, load_settings
+from voicebot.config import REPO_ROOT, SettingsError, load_settings
 from voicebot.eval.asr_cases import RATE, line_noise
+from voicebot.eval.turn_end import phone
 from voicebot.frames import AudioFrame, SpeechEnded
 from voicebot.vad import Endpointer, EndpointerSettings, SileroVadModel, build_detector
 
@@ -43,12 +43,6 @@ def test_setting_reaches_the_narrowband_endpointer() -> None:
 
 
 @pytest.fixture(scope="module")
-def silero_model(settings: Settings) -> SileroVadModel:
-    provisioned = Path(settings.models.dir) / "silero-vad" / "silero_vad_v6.onnx"
-    return SileroVadModel(provisioned if provisioned.is_file() else None).load()
-
-
-@pytest.fixture(scope="module")
 def phone_turns(speech_dir: Path) -> list[tuple[np.ndarray, str]]:
     """The first phone turns of the phone bench (scripts/phone_turns.py, seed 1: real German sentences, line
     hiss), with hiss before and after, through the phone line, with each turn's text."""
@@ -62,7 +56,7 @@ def phone_turns(speech_dir: Path) -> list[tuple[np.ndarray, str]]:
         lead = line_noise(LEAD_S, dbfs=-45.0, seed=500 + k)
         tail = line_noise(TAIL_S, dbfs=-45.0, seed=600 + k)
         audio = np.concatenate([lead, turn.audio, tail])
-        out.append((resample(*telephone_channel(audio, RATE), RATE), turn.text))
+        out.append((phone(audio), turn.text))
     return out
 
 
@@ -79,13 +73,13 @@ def _words(text: str) -> list[str]:
     return re.sub(r"[^\w ]", " ", text.lower()).split()
 
 
-def test_higher_lower_threshold_ends_sooner_and_keeps_the_last_word(silero_model, transcriber, phone_turns) -> None:
+def test_higher_lower_threshold_ends_sooner_and_keeps_the_last_word(vad_model, transcriber, phone_turns) -> None:
     vad = load_settings(environ={"VOICEBOT_VAD__NARROWBAND_NEG_THRESHOLD": str(HIGHER)}).vad
     higher = endpointer_settings(vad, narrowband=True)
     today = replace(higher, neg_threshold=None)
     sooner, heard_today = 0, 0
     for audio, text in phone_turns:
-        old, new = _last_end(today, silero_model, audio), _last_end(higher, silero_model, audio)
+        old, new = _last_end(today, vad_model, audio), _last_end(higher, vad_model, audio)
         assert new.t <= old.t + 1e-6  # a higher lower threshold never holds the turn open longer
         sooner += new.t < old.t - 0.01
         # The final decode of the turn's (last segment's) audio: the turn's last word is heard in it at the
@@ -105,7 +99,7 @@ def test_higher_lower_threshold_ends_sooner_and_keeps_the_last_word(silero_model
 # 10 line-hiss draws today; when the endpointer counted a candidate's frames against the in-turn lower threshold
 # too, 0.20 lost it on 3 draws and 0.25 on 4 (the whole turn). The candidate keeps today's hysteresis
 # (voicebot/vad/endpointing.py ``_cand_threshold``): the higher lower threshold applies inside a turn only.
-def test_quiet_phone_turn_is_still_heard(silero_model, speech_dir: Path) -> None:
+def test_quiet_phone_turn_is_still_heard(vad_model, speech_dir: Path) -> None:
     from voicebot.audio.io import load_for_asr
     from voicebot.eval.turn_hiss import levelled
 
@@ -116,10 +110,9 @@ def test_quiet_phone_turn_is_still_heard(silero_model, speech_dir: Path) -> None
     for seed in range(10):
         audio = np.concatenate([np.zeros(RATE // 2), pcm, np.zeros(RATE * 3 // 2)])
         noise = line_noise(len(audio) / RATE + 0.01, dbfs=-45.0, seed=seed)[: len(audio)]
-        line = resample(*telephone_channel(np.clip(np.round(audio + noise), -32768, 32767).astype(np.int16), RATE),
-                        RATE)
+        line = phone(np.clip(np.round(audio + noise), -32768, 32767).astype(np.int16))
         for name, settings in (("today", replace(higher, neg_threshold=None)), ("higher", higher)):
-            ep = Endpointer(settings, build_detector(settings, silero_model))
+            ep = Endpointer(settings, build_detector(settings, vad_model))
             events = [e for i in range(0, len(line) - FRAME + 1, FRAME)
                       for e in ep.process(AudioFrame(line[i : i + FRAME], RATE, i / RATE))] + ep.flush()
             heard[name] += any(isinstance(e, SpeechEnded) for e in events)

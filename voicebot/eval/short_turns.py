@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from voicebot.audio.channel import telephone_channel
-from voicebot.audio.resample import resample
-from voicebot.eval.asr_cases import RATE, SPEECH_LEVEL_DBFS, line_noise, load_sources, speech_bounds
+from voicebot.eval import turn_hiss
+from voicebot.eval.asr_cases import RATE, line_noise, load_sources, speech_bounds
+from voicebot.eval.turn_end import phone
 
 PRE_ROLL_S = 0.3  # vad.pre_roll_ms of line hiss before the speech
 POST_ROLL_S = 0.4  # the hiss after the speech that the endpointer hands over with the turn
@@ -35,17 +35,9 @@ class ShortTurn:
 
 
 def levelled(pcm: np.ndarray) -> np.ndarray:
-    """The speech of ``pcm`` (``speech_bounds``) at ``SPEECH_LEVEL_DBFS``, as ``asr_cases.trimmed`` gives a clip."""
+    """Only the speech of ``pcm`` (``speech_bounds``), levelled as ``turn_hiss.levelled`` does, as int16."""
     start, end = speech_bounds(pcm)
-    piece = pcm[start:end].astype(np.float64)
-    gain = 32768 * 10 ** (SPEECH_LEVEL_DBFS / 20) / (np.sqrt(np.mean(piece**2)) + 1e-9)
-    return np.clip(np.round(piece * gain), -32768, 32767).astype(np.int16)
-
-
-def phone(pcm: np.ndarray) -> np.ndarray:
-    """16 kHz audio through the telephone channel (8 kHz µ-law) and back to 16 kHz."""
-    narrow, rate = telephone_channel(pcm, RATE)
-    return resample(narrow, rate, RATE)
+    return np.clip(np.round(turn_hiss.levelled(pcm)[start:end]), -32768, 32767).astype(np.int16)
 
 
 def on_the_line(speech: np.ndarray, seed: int, hiss_under: bool = False) -> np.ndarray:
