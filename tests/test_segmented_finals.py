@@ -36,13 +36,6 @@ PAUSE_S = 0.4  # between sentences: longer than asr.segment_pause_ms, shorter th
 
 
 @pytest.fixture(scope="module")
-def vad_model():
-    from voicebot.vad import SileroVadModel
-
-    return SileroVadModel().load()
-
-
-@pytest.fixture(scope="module")
 def sentences() -> list[tuple[str, np.ndarray]]:
     """Three real German sentences (speech-de-more, 4-5 s each), trimmed to their speech and levelled."""
     from voicebot.eval.asr_cases import load_sources, trimmed

@@ -67,13 +67,6 @@ def test_local_agreement_n3_needs_three_votes() -> None:
 # --- the real pipeline ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vad_model():
-    from voicebot.vad import SileroVadModel
-
-    return SileroVadModel().load()
-
-
 def _clip(speech_dir: Path, item: dict) -> np.ndarray:
     pcm = load_for_asr(speech_dir / item["audio"])
     silence = np.zeros(RATE // 2, dtype=np.int16)

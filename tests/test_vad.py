@@ -26,13 +26,6 @@ TOL_S = 0.35
 CLIPS = ["emodb_03a01Nc.flac", "emodb_08a02Na.flac"]
 
 
-@pytest.fixture(scope="module")
-def silero_model(settings) -> SileroVadModel:
-    provisioned = Path(settings.models.dir) / "silero-vad" / "silero_vad_v6.onnx"
-    # The provisioned copy when `voicebot models pull` ran, else the one inside faster-whisper.
-    return SileroVadModel(provisioned if provisioned.is_file() else None).load()
-
-
 @pytest.fixture(scope="module", params=CLIPS)
 def padded_clip(request, speech_dir: Path) -> tuple[np.ndarray, float, float]:
     """A real clip with 1 s of silence before and 1.5 s after: (audio, speech start, speech end)."""
@@ -85,17 +78,17 @@ def starts(events: list[EndpointEvent]) -> list[SpeechStarted]:
 # --- detectors -----------------------------------------------------------------------
 
 
-def test_silero_window_by_window_equals_batch(silero_model: SileroVadModel, padded_clip) -> None:
+def test_silero_window_by_window_equals_batch(vad_model: SileroVadModel, padded_clip) -> None:
     audio = padded_clip[0]
     audio = audio[: len(audio) // 512 * 512]
-    det = SileroVad(silero_model)
+    det = SileroVad(vad_model)
     stepwise = np.array([det.is_speech(audio[i : i + 512]) for i in range(0, len(audio), 512)])
     det.reset()
     assert np.allclose(det.probabilities(audio), stepwise, atol=1e-5)
     # Speech in the middle, silence in the padding.
     assert stepwise.max() > 0.9 and stepwise[:25].max() < 0.2
     # Two calls sharing one session keep separate state: interleave another call's audio.
-    mine, other = SileroVad(silero_model), silero_model.detector()
+    mine, other = SileroVad(vad_model), vad_model.detector()
     noise = white_noise(len(audio) / RATE + 0.1, -20.0)
     interleaved = []
     for i in range(0, len(audio), 512):
@@ -104,12 +97,12 @@ def test_silero_window_by_window_equals_batch(silero_model: SileroVadModel, padd
     assert np.allclose(interleaved, stepwise, atol=1e-5)
 
 
-def test_deferred_windows_leave_silero_where_running_each_would(silero_model: SileroVadModel, padded_clip) -> None:
+def test_deferred_windows_leave_silero_where_running_each_would(vad_model: SileroVadModel, padded_clip) -> None:
     """Gated frames run later, batched with the next frame that counts: the probabilities of the frames that
     count and the recurrent state are what running every frame gives; so are the endpointer's events."""
     audio = padded_clip[0]
     audio = audio[: len(audio) // 512 * 512]
-    stepwise, deferring = SileroVad(silero_model), SileroVad(silero_model)
+    stepwise, deferring = SileroVad(vad_model), SileroVad(vad_model)
     counted, deferred_probs = [], []
     for k, i in enumerate(range(0, len(audio), 512)):
         window = audio[i : i + 512]
@@ -127,18 +120,18 @@ def test_deferred_windows_leave_silero_where_running_each_would(silero_model: Si
     # A quiet line under the gate between two turns: the same events with gated frames deferred or not.
     quiet_line = white_noise(3.0, -65.0, seed=3)
     stream = np.concatenate([audio, quiet_line, audio, quiet_line])
-    events = [feed(make_endpointer(silero_model, defer_gated_frames=d), stream) for d in (False, True)]
+    events = [feed(make_endpointer(vad_model, defer_gated_frames=d), stream) for d in (False, True)]
     assert [type(e) for e in events[0]] == [SpeechStarted, SpeechEnded] * 2
     assert [(type(e), e.t) for e in events[1]] == [(type(e), e.t) for e in events[0]]
 
 
-def test_detector_input_validation(silero_model: SileroVadModel, tmp_path: Path) -> None:
+def test_detector_input_validation(vad_model: SileroVadModel, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="480 int16 samples"):
         WebRtcVad(2, 16000, 30).is_speech(np.zeros(512, np.int16))
     with pytest.raises(ValueError, match="aggressiveness must be 0, 1, 2 or 3"):
         WebRtcVad(5)
     with pytest.raises(ValueError, match="windows of 512"):
-        SileroVad(silero_model).is_speech(np.zeros(480, np.int16))
+        SileroVad(vad_model).is_speech(np.zeros(480, np.int16))
     with pytest.raises(FileNotFoundError) as info:
         SileroVadModel(tmp_path / "missing.onnx").load()
     assert "Silero VAD model not found at" in str(info.value) and "\n" not in str(info.value)
@@ -159,9 +152,9 @@ def test_settings_validation() -> None:
 
 
 @pytest.mark.parametrize("detector", ["silero", "webrtc"])
-def test_one_turn_per_padded_clip(silero_model: SileroVadModel, padded_clip, detector: str) -> None:
+def test_one_turn_per_padded_clip(vad_model: SileroVadModel, padded_clip, detector: str) -> None:
     audio, speech_start, speech_end = padded_clip
-    ep = make_endpointer(silero_model, detector=detector)
+    ep = make_endpointer(vad_model, detector=detector)
     events: list[EndpointEvent] = []
     partial_lengths = []
     for i in range(0, len(audio), 320):
@@ -191,57 +184,57 @@ def test_one_turn_per_padded_clip(silero_model: SileroVadModel, padded_clip, det
     assert len(ended.audio) / RATE >= (ended.t - started.t) + 0.3
 
 
-def test_events_do_not_depend_on_frame_size(silero_model: SileroVadModel, padded_clip) -> None:
+def test_events_do_not_depend_on_frame_size(vad_model: SileroVadModel, padded_clip) -> None:
     audio = padded_clip[0]
-    ref = feed(make_endpointer(silero_model), audio, chunk=320)
+    ref = feed(make_endpointer(vad_model), audio, chunk=320)
     for chunk in (160, 777, len(audio)):
-        got = feed(make_endpointer(silero_model), audio, chunk=chunk)
+        got = feed(make_endpointer(vad_model), audio, chunk=chunk)
         assert [(type(e), e.t) for e in got] == [(type(e), e.t) for e in ref]
         assert np.array_equal(got[-1].audio, ref[-1].audio)
     # Stream time comes from the frames: the same audio later in a call is shifted, nothing else.
-    later = feed(make_endpointer(silero_model), audio, t0=100.0)
+    later = feed(make_endpointer(vad_model), audio, t0=100.0)
     assert [e.t - 100.0 for e in later] == pytest.approx([e.t for e in ref])
 
 
 @pytest.mark.parametrize("detector", ["silero", "webrtc"])
-def test_telephone_band_clip_still_yields_one_turn(silero_model: SileroVadModel, padded_clip, detector: str) -> None:
+def test_telephone_band_clip_still_yields_one_turn(vad_model: SileroVadModel, padded_clip, detector: str) -> None:
     audio, speech_start, speech_end = padded_clip
     narrow, rate = telephone_channel(audio, RATE)
     back = resample(narrow, rate, RATE)
     # The server picks narrowband settings for 8 kHz callers (a lower Silero threshold).
     settings = EndpointerSettings(detector=detector).for_caller_rate(rate)
-    events = feed(Endpointer(settings, build_detector(settings, silero_model)), back)
+    events = feed(Endpointer(settings, build_detector(settings, vad_model)), back)
     assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
     assert speech_start - TOL_S <= events[0].t <= speech_start + 2 * TOL_S
     assert abs(events[1].t - speech_end) <= TOL_S
 
 
-def test_silence_noise_and_hold_music_never_start_a_turn(silero_model: SileroVadModel) -> None:
+def test_silence_noise_and_hold_music_never_start_a_turn(vad_model: SileroVadModel) -> None:
     audio = np.concatenate([np.zeros(20 * RATE, np.int16), white_noise(20, -45.0), hold_music(20)])
-    ep = make_endpointer(silero_model, detector="silero")
+    ep = make_endpointer(vad_model, detector="silero")
     assert starts(feed(ep, audio, chunk=1600)) == []
     # The same music over a phone line, with the lower narrowband threshold.
     narrow, rate = telephone_channel(hold_music(20), RATE)
     settings = EndpointerSettings().for_caller_rate(rate)
-    ep = Endpointer(settings, build_detector(settings, silero_model))
+    ep = Endpointer(settings, build_detector(settings, vad_model))
     assert starts(feed(ep, resample(narrow, rate, RATE), chunk=1600)) == []
 
 
 @pytest.mark.parametrize("detector", ["silero", "webrtc"])
-def test_energy_gate_ignores_quiet_background_speech(silero_model: SileroVadModel, padded_clip, detector: str) -> None:
+def test_energy_gate_ignores_quiet_background_speech(vad_model: SileroVadModel, padded_clip, detector: str) -> None:
     audio, _, _ = padded_clip
     speech = audio[int(LEAD_S * RATE) : -int(TAIL_S * RATE)]
     # Speech from another room / crosstalk, 58 dB below full scale.
     quiet = np.round(audio * 10 ** ((-58.0 - rms_dbfs(speech)) / 20)).astype(np.int16)
-    gated = feed(make_endpointer(silero_model, detector=detector), quiet)
+    gated = feed(make_endpointer(vad_model, detector=detector), quiet)
     assert gated == []
     # Without the gate the detector does hear it: the gate is what keeps it out.
-    ungated = feed(make_endpointer(silero_model, detector=detector, energy_floor_dbfs=None), quiet)
+    ungated = feed(make_endpointer(vad_model, detector=detector, energy_floor_dbfs=None), quiet)
     assert len(starts(ungated)) == 1
 
 
 @pytest.mark.parametrize("detector", ["silero", "webrtc"])
-def test_short_blip_is_not_a_turn(silero_model: SileroVadModel, padded_clip, detector: str) -> None:
+def test_short_blip_is_not_a_turn(vad_model: SileroVadModel, padded_clip, detector: str) -> None:
     audio, _, _ = padded_clip
     n = RATE // 10  # 100 ms
     energy = np.convolve(audio.astype(np.float64) ** 2, np.ones(n), mode="valid")
@@ -250,13 +243,13 @@ def test_short_blip_is_not_a_turn(silero_model: SileroVadModel, padded_clip, det
     blips = {"speech": audio[loudest : loudest + n], "tone": tone, "noise": white_noise(0.1, -12.0, seed=3)}
     for name, blip in blips.items():
         x = np.concatenate([np.zeros(RATE, np.int16), blip, np.zeros(2 * RATE, np.int16)])
-        events = feed(make_endpointer(silero_model, detector=detector), x)
+        events = feed(make_endpointer(vad_model, detector=detector), x)
         assert events == [], f"a 100 ms {name} blip started a turn with {detector}"
 
 
-def test_max_turn_forces_an_end(silero_model: SileroVadModel, padded_clip) -> None:
+def test_max_turn_forces_an_end(vad_model: SileroVadModel, padded_clip) -> None:
     audio, speech_start, _ = padded_clip
-    ep = make_endpointer(silero_model, max_turn_s=0.8)
+    ep = make_endpointer(vad_model, max_turn_s=0.8)
     events = feed(ep, audio)
     assert isinstance(events[0], SpeechStarted) and isinstance(events[1], SpeechEnded)
     forced = events[1]
@@ -268,9 +261,9 @@ def test_max_turn_forces_an_end(silero_model: SileroVadModel, padded_clip) -> No
         assert e.start >= forced.t
 
 
-def test_flush_ends_an_open_turn_and_rejects_wrong_rate(silero_model: SileroVadModel, padded_clip) -> None:
+def test_flush_ends_an_open_turn_and_rejects_wrong_rate(vad_model: SileroVadModel, padded_clip) -> None:
     audio, _, speech_end = padded_clip
-    ep = make_endpointer(silero_model)
+    ep = make_endpointer(vad_model)
     cut = int((speech_end + 0.1) * RATE)
     events = [
         e for i in range(0, cut, 320) for e in ep.process(AudioFrame(audio[i : min(i + 320, cut)], RATE, t=i / RATE))

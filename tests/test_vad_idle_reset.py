@@ -28,12 +28,6 @@ GAP_S = 5.0
 
 
 @pytest.fixture(scope="module")
-def silero_model(settings: Settings) -> SileroVadModel:
-    provisioned = Path(settings.models.dir) / "silero-vad" / "silero_vad_v6.onnx"
-    return SileroVadModel(provisioned if provisioned.is_file() else None).load()
-
-
-@pytest.fixture(scope="module")
 def two_turns(speech_dir: Path) -> tuple[np.ndarray, float]:
     """Phone turn 20, 5 s of line hiss, phone turn 19 (scripts/phone_turns.py, seed 1), through the phone line;
     and where the second turn's first sample is (s)."""
@@ -55,13 +49,13 @@ def _onsets(settings: EndpointerSettings, model: SileroVadModel, audio: np.ndarr
             for e in ep.process(AudioFrame(audio[i : i + FRAME], RATE, i / RATE)) if isinstance(e, SpeechStarted)]
 
 
-def test_next_turn_is_heard_at_once_with_a_fresh_state(silero_model, two_turns) -> None:
+def test_next_turn_is_heard_at_once_with_a_fresh_state(vad_model, two_turns) -> None:
     audio, second_start = two_turns
     phone = endpointer_settings(Settings().vad, narrowband=True)
     assert phone.idle_reset_ms == 1000  # the default
 
     def delay(reset_ms: int) -> float:
-        onsets = [t for t in _onsets(replace(phone, idle_reset_ms=reset_ms), silero_model, audio)
+        onsets = [t for t in _onsets(replace(phone, idle_reset_ms=reset_ms), vad_model, audio)
                   if t >= second_start - 0.5]
         assert onsets, f"idle_reset_ms={reset_ms}: the second turn never started"
         return onsets[0] - second_start
@@ -70,7 +64,7 @@ def test_next_turn_is_heard_at_once_with_a_fresh_state(silero_model, two_turns) 
     assert delay(0) > 0.4  # the state kept from the first turn: heard late (the reason for the setting)
 
 
-def test_hiss_alone_starts_no_turn(silero_model) -> None:
+def test_hiss_alone_starts_no_turn(vad_model) -> None:
     phone = endpointer_settings(Settings().vad, narrowband=True)
     hiss = resample(*telephone_channel(line_noise(60.0, dbfs=-45.0, seed=99), RATE), RATE)
-    assert _onsets(phone, silero_model, hiss) == []
+    assert _onsets(phone, vad_model, hiss) == []

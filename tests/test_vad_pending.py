@@ -22,12 +22,6 @@ CLIP = "emodb_03a01Nc.flac"
 
 
 @pytest.fixture(scope="module")
-def silero_model(settings) -> SileroVadModel:
-    provisioned = Path(settings.models.dir) / "silero-vad" / "silero_vad_v6.onnx"
-    return SileroVadModel(provisioned if provisioned.is_file() else None).load()
-
-
-@pytest.fixture(scope="module")
 def speech(speech_dir: Path) -> np.ndarray:
     pcm, rate = read_audio(speech_dir / "clips" / CLIP)
     assert rate == RATE
@@ -46,14 +40,14 @@ def _pending_then_started(ep: Endpointer, audio: np.ndarray) -> tuple[list[bool]
 
 
 @pytest.mark.parametrize("channel", ["wideband", "telephone"])
-def test_voice_is_pending_before_the_turn_starts(silero_model: SileroVadModel, speech: np.ndarray,
+def test_voice_is_pending_before_the_turn_starts(vad_model: SileroVadModel, speech: np.ndarray,
                                                  channel: str) -> None:
     audio = np.concatenate([np.zeros(RATE, np.int16), speech, np.zeros(RATE, np.int16)])
     if channel == "telephone":
         narrow, rate = telephone_channel(audio, RATE)
         audio = resample(narrow, rate, RATE)
     settings = EndpointerSettings(detector="silero")
-    ep = Endpointer(settings, build_detector(settings, silero_model))
+    ep = Endpointer(settings, build_detector(settings, vad_model))
     pending, started = _pending_then_started(ep, audio)
     assert started is not None
     before = pending[:started]
@@ -63,13 +57,13 @@ def test_voice_is_pending_before_the_turn_starts(silero_model: SileroVadModel, s
     assert not any(pending[: RATE // FRAME // 2])  # nothing pending in the leading silence
 
 
-def test_a_blip_is_pending_for_a_moment_then_gone(silero_model: SileroVadModel, speech: np.ndarray) -> None:
+def test_a_blip_is_pending_for_a_moment_then_gone(vad_model: SileroVadModel, speech: np.ndarray) -> None:
     n = RATE // 10  # 100 ms of the clip's loudest speech: shorter than min_speech_ms
     energy = np.convolve(speech.astype(np.float64) ** 2, np.ones(n), mode="valid")
     loudest = int(np.argmax(energy))
     audio = np.concatenate([np.zeros(RATE, np.int16), speech[loudest : loudest + n], np.zeros(RATE, np.int16)])
     settings = EndpointerSettings(detector="silero")
-    ep = Endpointer(settings, build_detector(settings, silero_model))
+    ep = Endpointer(settings, build_detector(settings, vad_model))
     pending, started = _pending_then_started(ep, audio)
     assert started is None and not ep.in_speech
     assert any(pending) and not pending[-1]
