@@ -50,6 +50,21 @@ SAFETY = (
 )
 
 
+def pico_voices(settings) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The scenarios' two Pico voices, loaded: ``pico-de`` and ``pico-de-variant`` (pitched and sped up)."""
+    pin_mmap_threshold()
+    return {"pico-de": make_synthesizer(settings.tts, settings.models, "pico-de").load(),
+            "pico-de-variant": make_synthesizer(replace(settings.tts, length_scale=VARIANT_LENGTH_SCALE),
+                                                settings.models, "pico-de").load()}
+
+
+def spoken(voices: dict, voice: str, text: str) -> np.ndarray:  # type: ignore[type-arg]
+    """``text`` spoken by ``voice`` of ``pico_voices``: only the speech, levelled, 16 kHz int16."""
+    audio = voices[voice].synthesize(text)
+    pcm = resample(audio.pcm, audio.sample_rate, RATE)
+    return levelled(_variant(pcm, RATE) if voice == "pico-de-variant" else pcm)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--windows", default="20,30")
@@ -57,15 +72,10 @@ def main() -> int:
     args = ap.parse_args()
     windows = [int(w) for w in args.windows.split(",")]
     s = load_settings()
-    pin_mmap_threshold()
-    voices = {"pico-de": make_synthesizer(s.tts, s.models, "pico-de").load(),
-              "pico-de-variant": make_synthesizer(replace(s.tts, length_scale=VARIANT_LENGTH_SCALE), s.models,
-                                                  "pico-de").load()}
+    voices = pico_voices(s)
 
     def speech(voice: str, text: str) -> np.ndarray:
-        audio = voices[voice].synthesize(text)
-        pcm = resample(audio.pcm, audio.sample_rate, RATE)
-        return levelled(_variant(pcm, RATE) if voice == "pico-de-variant" else pcm)
+        return spoken(voices, voice, text)
 
     turns: list[tuple[str, str | None, str, np.ndarray]] = []  # text, safety label, how, phone audio
     for text, label in SAFETY:

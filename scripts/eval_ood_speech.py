@@ -37,7 +37,7 @@ CACHE = REPO / "eval" / "reports" / "ood-speech-asr.jsonl"
 
 def transcribe_clips(shared: Path, out: Path) -> list[dict[str, str]]:
     """Each clip through the phone line and the call's final decode; cached in ``out``."""
-    from voicebot.asr.guards import clean_transcript
+    from voicebot.asr.guards import clean_for
     from voicebot.asr.transcriber import ASR_SAMPLE_RATE, Transcriber
     from voicebot.audio.channel import telephone_channel
     from voicebot.audio.io import read_audio
@@ -56,11 +56,11 @@ def transcribe_clips(shared: Path, out: Path) -> list[dict[str, str]]:
                 continue
             pcm, rate = read_audio(shared / name / clip["audio"])
             pcm, rate = telephone_channel(pcm, rate)
-            result = clean_transcript(
+            result = clean_for(
+                settings.asr,
                 asr.transcribe(resample(pcm, rate, ASR_SAMPLE_RATE), beam_size=settings.asr.final_beam_size,
                                word_timestamps=False),
-                no_speech_threshold=settings.asr.no_speech_threshold,
-                log_prob_threshold=settings.asr.log_prob_threshold, prompt=settings.asr.initial_prompt,
+                settings.asr.initial_prompt,
             )
             if result.text.strip():  # an empty turn never reaches the classifier
                 rows.append({"text": result.text.strip(), "intent": "sonstiges", "clip": f"{name}/{clip['audio']}"})

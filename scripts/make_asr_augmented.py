@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from voicebot.asr.guards import clean_transcript  # noqa: E402
+from voicebot.asr.guards import clean_for  # noqa: E402
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, Transcriber  # noqa: E402
 from voicebot.audio.channel import telephone_channel  # noqa: E402
 from voicebot.audio.resample import resample  # noqa: E402
@@ -107,11 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             audio = resample(pcm, rate, ASR_SAMPLE_RATE)
             # The production guards, as in a call: Whisper's repetition loops on short
             # words ("Panne, Panne, Panne, ...") and phantom phrases never reach the classifier.
-            result = clean_transcript(
-                asr.transcribe(audio, beam_size=1, word_timestamps=False),
-                no_speech_threshold=settings.asr.no_speech_threshold,
-                log_prob_threshold=settings.asr.log_prob_threshold, prompt=settings.asr.initial_prompt,
-            )
+            result = clean_for(settings.asr, asr.transcribe(audio, beam_size=1, word_timestamps=False),
+                               settings.asr.initial_prompt)
             heard = result.text.strip()
             if not heard:
                 empty += 1  # nothing recognized: no training signal, and an empty turn never reaches NLU

@@ -104,6 +104,18 @@ def test_confident_loop_or_unsure_text_with_high_no_speech_is_blanked() -> None:
     assert unsure.text == ""
 
 
+def test_unsure_rule_has_its_own_no_speech_threshold() -> None:
+    # A right one-word answer on a phone line: no-speech 0.7, its lone word's alignment probability low.
+    answer = result("Nein.", logprob=-0.6, no_speech=0.7, p=0.4)
+    assert clean_transcript(answer).text == ""  # the unsure rule at Whisper's 0.6
+    assert clean_transcript(answer, unsure_no_speech_threshold=0.8).text == "Nein."
+    # Whisper's own rule (no-speech over 0.6 and log-probability under -1) does not move with it.
+    unlikely = result("Nein.", logprob=-1.2, no_speech=0.7, p=0.4)
+    assert clean_transcript(unlikely, unsure_no_speech_threshold=0.8).text == ""
+    noise = result("Wir sind in Berlin.", logprob=-0.9, no_speech=0.9, p=0.2)
+    assert clean_transcript(noise, unsure_no_speech_threshold=0.8).text == ""
+
+
 def test_prompt_echo_is_blanked_only_when_unsure() -> None:
     prompt = "Kundenservice-Telefonat auf Deutsch: Kundennummer, Rechnung, Reklamation, Termin, Router."
     echo = clean_transcript(result("Reklamation, Termin, Router.", p=0.05, no_speech=0.3), prompt=prompt)

@@ -62,6 +62,11 @@ class AsrSettings:
     hotwords: str = ""
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
+    # The hallucination guards blank an *unsure* decode (confidence < 0.5, or a loop) above this no-speech
+    # probability (Whisper's own rule stays no_speech_threshold + log_prob_threshold). Short phone turns that were
+    # heard right ("Ja.", "Nein.", "Ich kann nicht mehr.") carry 0.6-0.75 in their 20 s window, and were blanked
+    # at 0.6; noise decodes carry >= 0.88 (docs/CAPACITY.md "The guards on short phone turns").
+    unsure_no_speech_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
     partial_interval_ms: int = 400
     min_partial_audio_ms: int = 600
     # LocalAgreement-n: text is committed once n consecutive partial hypotheses agree on it.

@@ -9,7 +9,9 @@ the second, applied to every decode result (``clean_transcript``):
 1. **no speech**: Whisper's own rule: ``no_speech_prob`` above its threshold *and*
    a mean log-probability below its threshold means silence; the same when the
    decode is unsure (low confidence) or loops, since loops have deceptively good
-   log-probabilities; plus a hard floor on the log-probability. An unsure decode
+   log-probabilities, at a no-speech probability of its own
+   (``asr.unsure_no_speech_threshold``: short right answers on a phone line reach
+   0.75, noise 0.95); plus a hard floor on the log-probability. An unsure decode
    made only of the initial prompt's words (Whisper echoing its prompt) goes too.
 2. **phantom phrases**: sentences matching known broadcast phantoms are dropped
    wherever they occur. A second, *weak* list ("Tschüss", "Danke", "Vielen Dank")
@@ -29,6 +31,7 @@ import re
 from dataclasses import replace
 
 from voicebot.asr.transcriber import TranscriptionResult
+from voicebot.config import AsrSettings
 from voicebot.frames import Word
 
 # Matched against one normalized sentence (lower case, punctuation gone, see _key).
@@ -195,10 +198,13 @@ def clean_transcript(
     no_speech_threshold: float = 0.6,
     log_prob_threshold: float = -1.0,
     prompt: str = "",
+    unsure_no_speech_threshold: float | None = None,
 ) -> TranscriptionResult:
     """Blank or trim phantom output. Reasons land in ``result.guard`` (empty when nothing was changed).
 
     ``prompt`` is the initial prompt the decode used (for the prompt-echo check).
+    ``unsure_no_speech_threshold``: the no-speech probability above which an *unsure* decode is blanked
+    (``None``: ``no_speech_threshold``, Whisper's own rule's threshold).
     """
     if not result.text.strip():
         return result
@@ -210,8 +216,9 @@ def clean_transcript(
     # confidence >= 0.33 (telephone band included); noise decoded without a VAD gives
     # no_speech_prob >= 0.88 with confidence <= 0.33, or a "confident" repetition loop.
     unsure = result.confidence < UNSURE_CONFIDENCE or looped
+    unsure_floor = no_speech_threshold if unsure_no_speech_threshold is None else unsure_no_speech_threshold
     if is_no_speech(result, no_speech_threshold, log_prob_threshold) or (
-        result.no_speech_prob > no_speech_threshold and unsure
+        result.no_speech_prob > unsure_floor and unsure
     ):
         words, reasons = [], ["no_speech"]
     if words and prompt and result.confidence < UNSURE_CONFIDENCE and is_prompt_echo(words, prompt):
@@ -241,4 +248,12 @@ def clean_transcript(
         text=text,
         words=tuple(words) if result.words else (),
         guard=tuple(reasons),
+    )
+
+
+def clean_for(asr: AsrSettings, result: TranscriptionResult, prompt: str) -> TranscriptionResult:
+    """``clean_transcript`` with the thresholds of ``asr`` (``prompt``: the decode's prompt, hotwords included)."""
+    return clean_transcript(
+        result, no_speech_threshold=asr.no_speech_threshold, log_prob_threshold=asr.log_prob_threshold,
+        prompt=prompt, unsure_no_speech_threshold=asr.unsure_no_speech_threshold,
     )

@@ -59,7 +59,7 @@ import numpy as np
 
 from voicebot.asr.commit import LocalAgreement
 from voicebot.asr.decode_pool import accepts
-from voicebot.asr.guards import clean_transcript
+from voicebot.asr.guards import clean_for
 from voicebot.asr.partials import PartialDecoding
 from voicebot.asr.scheduler import AsrScheduler
 from voicebot.asr.segments import SegmentedFinals
@@ -261,10 +261,7 @@ class StreamingRecognizer(PartialDecoding, SegmentedFinals):
     def _clean(self, result: TranscriptionResult, prompt: str | None = None) -> TranscriptionResult:
         """The guards, with the prompt the decode used (``prompt``; default ``asr.initial_prompt``)."""
         asr = self.settings.asr
-        return clean_transcript(
-            result, no_speech_threshold=asr.no_speech_threshold, log_prob_threshold=asr.log_prob_threshold,
-            prompt=f"{asr.initial_prompt if prompt is None else prompt} {asr.hotwords}",
-        )
+        return clean_for(asr, result, f"{asr.initial_prompt if prompt is None else prompt} {asr.hotwords}")
 
     def _drain(self) -> list[Frame]:
         """Pop the ready prefix of the output queue (a final still decoding blocks what follows)."""
