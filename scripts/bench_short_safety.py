@@ -73,21 +73,17 @@ def main() -> int:
     windows = [int(w) for w in args.windows.split(",")]
     s = load_settings()
     voices = pico_voices(s)
-
-    def speech(voice: str, text: str) -> np.ndarray:
-        return spoken(voices, voice, text)
-
     turns: list[tuple[str, str | None, str, np.ndarray]] = []  # text, safety label, how, phone audio
     for text, label in SAFETY:
         for voice in voices:
-            spoken = speech(voice, text)
+            speech = spoken(voices, voice, text)
             for under in (False, True):
                 for seed in (0, 1):
                     how = f"{voice}/{'under' if under else 'around'}/{seed}"
-                    turns.append((text, label, how, on_the_line(spoken, 100 + seed, under)))
+                    turns.append((text, label, how, on_the_line(speech, 100 + seed, under)))
     for text in (t for t in ANSWERS if "Mitarbeiter" not in t):
         for voice in voices:
-            turns.append((text, None, f"{voice}/around/0", on_the_line(speech(voice, text), 200, False)))
+            turns.append((text, None, f"{voice}/around/0", on_the_line(spoken(voices, voice, text), 200, False)))
     if args.limit:
         turns = [t for t in turns if t[1]][: args.limit] + [t for t in turns if not t[1]][: args.limit]
     asr = Transcriber(s.asr, s.models).load()
