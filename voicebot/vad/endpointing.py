@@ -84,7 +84,7 @@ class Endpointer:
         self._neg_threshold = settings.effective_neg_threshold
         # A candidate keeps the default hysteresis (threshold - 0.15) whatever the in-turn lower threshold: a quiet
         # phone turn whose probabilities hover at 0.15-0.3 (EmoDB 10a01Ac) was never confirmed at 0.20.
-        self._cand_threshold = min(self._neg_threshold, max(settings.threshold - 0.15, 0.01))
+        self._cand_threshold = min(self._neg_threshold, settings.default_neg_threshold)
         self._defer = getattr(detector, "defer", None) if settings.defer_gated_frames else None
         self.reset()
 

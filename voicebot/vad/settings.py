@@ -61,11 +61,13 @@ class EndpointerSettings:
             raise ValueError(f"max_turn_s must be positive, got {self.max_turn_s}")
 
     @property
-    def effective_neg_threshold(self) -> float:
-        if self.neg_threshold is not None:
-            return self.neg_threshold
-        # Hysteresis as in Silero's own get_speech_timestamps.
+    def default_neg_threshold(self) -> float:
+        """The lower threshold without ``neg_threshold``: hysteresis as in Silero's own get_speech_timestamps."""
         return max(self.threshold - 0.15, 0.01)
+
+    @property
+    def effective_neg_threshold(self) -> float:
+        return self.neg_threshold if self.neg_threshold is not None else self.default_neg_threshold
 
     def for_caller_rate(self, caller_rate: int) -> EndpointerSettings:
         """The settings to use for a caller whose audio arrives at ``caller_rate`` Hz.
