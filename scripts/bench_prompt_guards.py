@@ -99,7 +99,7 @@ def main() -> int:
                                  window_s=s.asr.final_short_window_s, initial_prompt=prompt)
             raw_right = bool(turn.text) and word_errors([turn.text], [raw.text]).rate <= 0.2
             for floor in floors:
-                heard = clean_for(replace(s.asr, unsure_no_speech_threshold=floor), raw, f"{prompt} {s.asr.hotwords}")
+                heard = clean_for(replace(s.asr, unsure_no_speech_threshold=floor), raw, prompt)
                 label = safety_escalation(domain, heard.text, classifier.predict(heard.text))[0] if heard.text else None
                 rows.append({"group": turn.group, "text": turn.text, "label": turn.label, "prompt": k, "unsure": floor,
                              "raw": raw.text, "raw_right": raw_right, "no_speech": raw.no_speech_prob,

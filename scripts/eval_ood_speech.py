@@ -60,7 +60,6 @@ def transcribe_clips(shared: Path, out: Path) -> list[dict[str, str]]:
                 settings.asr,
                 asr.transcribe(resample(pcm, rate, ASR_SAMPLE_RATE), beam_size=settings.asr.final_beam_size,
                                word_timestamps=False),
-                settings.asr.initial_prompt,
             )
             if result.text.strip():  # an empty turn never reaches the classifier
                 rows.append({"text": result.text.strip(), "intent": "sonstiges", "clip": f"{name}/{clip['audio']}"})

@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             audio = resample(pcm, rate, ASR_SAMPLE_RATE)
             # The production guards, as in a call: Whisper's repetition loops on short
             # words ("Panne, Panne, Panne, ...") and phantom phrases never reach the classifier.
-            result = clean_for(settings.asr, asr.transcribe(audio, beam_size=1, word_timestamps=False),
-                               settings.asr.initial_prompt)
+            result = clean_for(settings.asr, asr.transcribe(audio, beam_size=1, word_timestamps=False))
             heard = result.text.strip()
             if not heard:
                 empty += 1  # nothing recognized: no training signal, and an empty turn never reaches NLU

@@ -31,7 +31,7 @@ def _final(transcriber, audio: np.ndarray):  # type: ignore[no-untyped-def]
     asr = transcriber.settings
     raw = transcriber.transcribe(audio, beam_size=asr.final_beam_size, final=True, fallback=False,
                                  window_s=asr.final_short_window_s)
-    return raw, clean_for(asr, raw, f"{asr.initial_prompt} {asr.hotwords}")
+    return raw, clean_for(asr, raw)
 
 
 @pytest.fixture(scope="module")

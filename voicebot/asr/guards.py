@@ -251,9 +251,13 @@ def clean_transcript(
     )
 
 
-def clean_for(asr: AsrSettings, result: TranscriptionResult, prompt: str) -> TranscriptionResult:
-    """``clean_transcript`` with the thresholds of ``asr`` (``prompt``: the decode's prompt, hotwords included)."""
+def clean_for(asr: AsrSettings, result: TranscriptionResult, prompt: str | None = None) -> TranscriptionResult:
+    """``clean_transcript`` with the thresholds of ``asr``.
+
+    ``prompt``: the initial prompt the decode used (default ``asr.initial_prompt``); ``asr.hotwords`` are added
+    here, as the decode adds them to its prompt."""
     return clean_transcript(
         result, no_speech_threshold=asr.no_speech_threshold, log_prob_threshold=asr.log_prob_threshold,
-        prompt=prompt, unsure_no_speech_threshold=asr.unsure_no_speech_threshold,
+        prompt=f"{asr.initial_prompt if prompt is None else prompt} {asr.hotwords}",
+        unsure_no_speech_threshold=asr.unsure_no_speech_threshold,
     )

@@ -260,8 +260,7 @@ class StreamingRecognizer(PartialDecoding, SegmentedFinals):
 
     def _clean(self, result: TranscriptionResult, prompt: str | None = None) -> TranscriptionResult:
         """The guards, with the prompt the decode used (``prompt``; default ``asr.initial_prompt``)."""
-        asr = self.settings.asr
-        return clean_for(asr, result, f"{asr.initial_prompt if prompt is None else prompt} {asr.hotwords}")
+        return clean_for(self.settings.asr, result, prompt)
 
     def _drain(self) -> list[Frame]:
         """Pop the ready prefix of the output queue (a final still decoding blocks what follows)."""
