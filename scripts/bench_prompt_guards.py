@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_short_safety import SAFETY, pico_voices, spoken  # noqa: E402
+from bench_short_safety import pico_voices, safety_turns  # noqa: E402
 from bench_short_turns import answer_turns  # noqa: E402
 
 from voicebot.asr.guards import clean_for  # noqa: E402
@@ -63,9 +63,7 @@ class Turn:
 
 
 def build_turns(settings, limit: int) -> list[Turn]:  # type: ignore[no-untyped-def]
-    voices = pico_voices(settings)
-    turns = [Turn("safety", text, label, on_the_line(spoken(voices, voice, text), 100 + seed, under))
-             for text, label in SAFETY for voice in voices for under in (False, True) for seed in (0, 1)]
+    turns = [Turn("safety", text, label, audio) for text, label, _how, audio in safety_turns(pico_voices(settings))]
     turns += [Turn("answers", text, None, on_the_line(speech, 200, False))
               for _name, text, speech in answer_turns(settings, 3.5)]
     turns += [Turn("emodb", t.text, None, t.audio) for t in emodb_turns(3.5, hiss_under=True)]

@@ -65,6 +65,19 @@ def spoken(voices: dict, voice: str, text: str) -> np.ndarray:  # type: ignore[t
     return levelled(_variant(pcm, RATE) if voice == "pico-de-variant" else pcm)
 
 
+def safety_turns(voices: dict) -> list[tuple[str, str, str, np.ndarray]]:  # type: ignore[type-arg]
+    """``SAFETY`` spoken by each of ``voices``, hiss around and under, two hiss draws: (text, label, how, audio)."""
+    turns = []
+    for text, label in SAFETY:
+        for voice in voices:
+            speech = spoken(voices, voice, text)
+            for under in (False, True):
+                for seed in (0, 1):
+                    how = f"{voice}/{'under' if under else 'around'}/{seed}"
+                    turns.append((text, label, how, on_the_line(speech, 100 + seed, under)))
+    return turns
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--windows", default="20,30")
@@ -73,14 +86,7 @@ def main() -> int:
     windows = [int(w) for w in args.windows.split(",")]
     s = load_settings()
     voices = pico_voices(s)
-    turns: list[tuple[str, str | None, str, np.ndarray]] = []  # text, safety label, how, phone audio
-    for text, label in SAFETY:
-        for voice in voices:
-            speech = spoken(voices, voice, text)
-            for under in (False, True):
-                for seed in (0, 1):
-                    how = f"{voice}/{'under' if under else 'around'}/{seed}"
-                    turns.append((text, label, how, on_the_line(speech, 100 + seed, under)))
+    turns: list[tuple[str, str | None, str, np.ndarray]] = list(safety_turns(voices))  # text, label, how, audio
     for text in (t for t in ANSWERS if "Mitarbeiter" not in t):
         for voice in voices:
             turns.append((text, None, f"{voice}/around/0", on_the_line(spoken(voices, voice, text), 200, False)))
