@@ -60,11 +60,16 @@ def phone_turns(speech_dir: Path) -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def _last_end(settings: EndpointerSettings, model: SileroVadModel, audio: np.ndarray) -> SpeechEnded:
+def _ends(settings: EndpointerSettings, model: SileroVadModel, audio: np.ndarray) -> list[SpeechEnded]:
+    """Every turn end of ``audio`` streamed in 20 ms frames through a fresh endpointer, flush included."""
     ep = Endpointer(settings, build_detector(settings, model))
-    ends = [e for i in range(0, len(audio) - FRAME + 1, FRAME)
-            for e in ep.process(AudioFrame(audio[i : i + FRAME], RATE, i / RATE)) if isinstance(e, SpeechEnded)]
-    ends += [e for e in ep.flush() if isinstance(e, SpeechEnded)]
+    events = [e for i in range(0, len(audio) - FRAME + 1, FRAME)
+              for e in ep.process(AudioFrame(audio[i : i + FRAME], RATE, i / RATE))] + ep.flush()
+    return [e for e in events if isinstance(e, SpeechEnded)]
+
+
+def _last_end(settings: EndpointerSettings, model: SileroVadModel, audio: np.ndarray) -> SpeechEnded:
+    ends = _ends(settings, model, audio)
     assert ends, "the phone turn was never heard"
     return ends[-1]
 
@@ -112,9 +117,6 @@ def test_quiet_phone_turn_is_still_heard(vad_model, speech_dir: Path) -> None:
         noise = line_noise(len(audio) / RATE + 0.01, dbfs=-45.0, seed=seed)[: len(audio)]
         line = phone(np.clip(np.round(audio + noise), -32768, 32767).astype(np.int16))
         for name, settings in (("today", replace(higher, neg_threshold=None)), ("higher", higher)):
-            ep = Endpointer(settings, build_detector(settings, vad_model))
-            events = [e for i in range(0, len(line) - FRAME + 1, FRAME)
-                      for e in ep.process(AudioFrame(line[i : i + FRAME], RATE, i / RATE))] + ep.flush()
-            heard[name] += any(isinstance(e, SpeechEnded) for e in events)
+            heard[name] += bool(_ends(settings, vad_model, line))
     assert heard["today"] == 10
     assert heard["higher"] == heard["today"], f"the quiet turn went unheard: {heard}"
