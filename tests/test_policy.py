@@ -257,6 +257,19 @@ def test_low_asr_confidence_asks_to_repeat_instead_of_guessing(domain: Domain) -
     assert step.action == "handoff" and step.handoff is not None and step.handoff.reason == "asr_failures"
 
 
+def test_unsure_slot_answer_is_read_back_not_asked_again(domain: Domain) -> None:
+    """A number heard at low confidence is read back (the caller confirms or corrects it); an unsure turn
+    without a value for the asked slot, and an unsure yes/no to a read-back, are still asked again."""
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Ich habe eine Frage zu meiner Rechnung.", "rechnung", 0.99, "act")
+    assert turn(policy, domain, "Hm, Moment, dings.", asr=0.2).action == "repeat"
+    step = turn(policy, domain, "Meine Kundennummer ist 2, 8, 1, 4, 6.", asr=0.31)
+    assert step.action == "read_back" and "zwei acht eins vier sechs" in step.say
+    assert turn(policy, domain, "Ja.", asr=0.2).action == "repeat"  # a misheard "Nein" must not confirm it
+    assert turn(policy, domain, "Ja.", asr=0.9).action == "route"
+
+
 def test_low_asr_confidence_does_not_hide_an_emergency(domain: Domain) -> None:
     policy = CallPolicy(domain)
     policy.start()

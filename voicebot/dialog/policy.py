@@ -10,7 +10,8 @@ for recall 1.0 on out-of-fold data, ``voicebot.nlu.safety``), or when the
 keyword safety net fires, exactly or up to recognition errors. A safety top-1
 below its operating point is not escalated (nonsense often lands there) but
 re-asked: a false crisis escalation is the second-worst error.
-Then low ASR confidence asks for a repeat instead of guessing.
+Then low ASR confidence asks for a repeat instead of guessing, except for a slot answer that the
+read-back will check anyway.
 
 The policy does no I/O and holds no models: the session classifies the turn
 and extracts slots, and passes them in. Thresholds and wording come from the
@@ -103,7 +104,7 @@ class CallPolicy:
         )
         if label is not None:
             return self._escalate(label, trigger, phrase, prediction)
-        if not text or asr_confidence < self.domain.policy.asr_min_confidence:
+        if not text or (asr_confidence < self.domain.policy.asr_min_confidence and not self._read_back_checks(text, slots)):
             self.asr_repeats += 1
             if self.asr_repeats > self.domain.policy.max_asr_repeats:
                 return self._handoff("asr_failures")
@@ -366,6 +367,15 @@ class CallPolicy:
         if found or not fallback:
             return found
         return text_answer(self.domain, question, text, slots)
+
+    def _read_back_checks(self, text: str, slots: dict[str, str]) -> bool:
+        """Whether an unsure turn is a slot answer whose read-back will check it: it gives a value for the asked
+        question and slots are read back, so the caller confirms or corrects what was heard ("Ich habe notiert:
+        Kundennummer 2 8 1 4 6. Ist das richtig?") instead of first being asked to repeat it. Digit strings heard
+        right often carry a low confidence on the phone line; a wrong one costs the same one turn either way."""
+        if self.state != "collect_slot" or not self.domain.policy.confirm_slots:
+            return False
+        return bool(self._answer_values(self._questions[self._question_index], text, slots))
 
     def _yes_no(self, text: str) -> tuple[str | None, str]:
         """``("yes" | "no" | None, the words after the matched phrase)``: see ``voicebot.dialog.answers.yes_no``."""
