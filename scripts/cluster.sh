@@ -104,6 +104,11 @@ case "$cmd" in
 
     # 2. The Ray head (one node; its CPUs are what the replicas reserve), then the engines app on it.
     if ! alive "$dir/ray.pid"; then
+      # Another Ray head on this port (another checkout's cluster) would answer the wait below, and the deploy
+      # would then fail on its token ("InvalidAuthToken") after a minute of retries: say so at once.
+      if (exec 3<>"/dev/tcp/127.0.0.1/$ray_port") 2>/dev/null; then
+        fail "port $ray_port is in use (another Ray head?): stop it or set CLUSTER_RAY_PORT"
+      fi
       setsid "$root/.venv/bin/ray" start --head --block --port="$ray_port" --num-cpus="$cpus" \
         --include-dashboard=false --object-store-memory=200000000 --disable-usage-stats \
         --node-ip-address=127.0.0.1 --temp-dir="$ray_tmp" --ray-client-server-port=$((ray_port + 1)) \

@@ -5,10 +5,13 @@ with one command, leaving no process behind. Runs on ports of its own (CLUSTER_*
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -27,9 +30,24 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 MORE_DIR = REPO.parent / "shared" / "data" / "speech-de-more"
 CLIP = ("clips/cv61_17332094.flac", "Der Hafen bietet mit all seinen Lichtern einen einzigartigen Anblick bei Nacht.")
-PORTS = (28765, 28766)
-RAY_PORT = 26479
 TOKEN = "cluster-test-token"
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports: two checkouts' test clusters never share a Ray
+    head (the other's GCS would answer and refuse this one's token)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 40000)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def words(text: str) -> set[str]:
@@ -105,8 +123,11 @@ def test_cluster_up_call_on_each_worker_down(settings: Settings) -> None:
     base = Path(tempfile.mkdtemp(prefix="voicebot-cluster-"))
     base.chmod(0o755)
     run_dir = base / "run"
-    env = {**os.environ, "CLUSTER_DIR": str(run_dir), "CLUSTER_PORTS": " ".join(map(str, PORTS)),
-           "CLUSTER_RAY_PORT": str(RAY_PORT), "VOICEBOT_SERVER__AGENT_TOKENS": TOKEN}
+    ray_port = _free_ports(4)  # the GCS, the client server, the dashboard agent and the dashboard
+    first = _free_ports(2)
+    ports = (first, first + 1)
+    env = {**os.environ, "CLUSTER_DIR": str(run_dir), "CLUSTER_PORTS": " ".join(map(str, ports)),
+           "CLUSTER_RAY_PORT": str(ray_port), "VOICEBOT_SERVER__AGENT_TOKENS": TOKEN}
     script = [str(REPO / "scripts" / "cluster.sh")]
 
     def run(action: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -126,7 +147,7 @@ def test_cluster_up_call_on_each_worker_down(settings: Settings) -> None:
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert "cluster ready" in up.stdout.splitlines()
-        assert pids == {"ray.pid", *(f"worker-{p}.pid" for p in PORTS)}
+        assert pids == {"ray.pid", *(f"worker-{p}.pid" for p in ports)}
         status = run("status", 120)
         assert status.returncode == 0, status.stdout + status.stderr
         assert len(re.findall(r"^worker +\d+ ready$", status.stdout, re.M)) == 2 and "RUNNING" in status.stdout
@@ -134,12 +155,12 @@ def test_cluster_up_call_on_each_worker_down(settings: Settings) -> None:
         clip, expected = CLIP
         pcm8k = resample(load_for_asr(MORE_DIR / clip), 16000, 8000)
         results: dict[int, Any] = {}
-        callers = [threading.Thread(target=_call, args=(port, pcm8k, results)) for port in PORTS]
+        callers = [threading.Thread(target=_call, args=(port, pcm8k, results)) for port in ports]
         for caller in callers:
             caller.start()
         for caller in callers:
             caller.join(300)
-        for port in PORTS:
+        for port in ports:
             events = results.get(port)
             assert isinstance(events, list), f"the call on worker {port} failed: {events!r}"
             final = next(e for e in events if e["type"] == "transcript.final")
@@ -147,8 +168,8 @@ def test_cluster_up_call_on_each_worker_down(settings: Settings) -> None:
             assert next(e for e in events if e["type"] == "intent")["label"]
             assert events[-1]["type"] == "call.end"
         # The workers share their calls over the PostgreSQL bus: an agent on worker 1 lists both.
-        listed = _agent_list(PORTS[0])
-        assert {f"cluster-{port}" for port in PORTS} <= listed, listed
+        listed = _agent_list(ports[0])
+        assert {f"cluster-{port}" for port in ports} <= listed, listed
     finally:
         trees |= processes()  # with whatever Ray started for the calls
         down = run("down", 180)
@@ -158,4 +179,4 @@ def test_cluster_up_call_on_each_worker_down(settings: Settings) -> None:
     assert not left, f"processes left after down: {left}"
     assert run("status", 60).returncode == 3
     shutil.rmtree(base, ignore_errors=True)
-    shutil.rmtree(f"/tmp/vbray-{os.getuid()}-{RAY_PORT}", ignore_errors=True)  # Ray's session logs
+    shutil.rmtree(f"/tmp/vbray-{os.getuid()}-{ray_port}", ignore_errors=True)  # Ray's session logs
