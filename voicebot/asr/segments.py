@@ -41,7 +41,7 @@ import numpy as np
 from voicebot.asr.timing import clamp_first_word
 from voicebot.asr.transcriber import ASR_SAMPLE_RATE, TranscriptionResult, empty_result
 from voicebot.asr.turns import GuardEvent, Pending, Segment, _Turn
-from voicebot.asr.windows import encoder_window_s
+from voicebot.asr.windows import encoder_window_s, short_final_window_s
 from voicebot.frames import SpeculationDropped, SpeculativeFinal, SpeechEnded, Transcript
 
 if TYPE_CHECKING:
@@ -232,8 +232,9 @@ class SegmentedFinals:
             else:
                 audio = pad_to_turn_window(audio, asr.final_short_turn_s)
         elif self.narrowband and "window_s" in self._client_kw:
-            if len(audio) / ASR_SAMPLE_RATE < asr.final_short_turn_s:  # a short whole phone turn (20 s reads it as 30)
-                kw["window_s"] = asr.final_short_window_s
+            short = short_final_window_s(asr, len(audio) / ASR_SAMPLE_RATE, self.narrowband)  # a short whole phone turn
+            if short is not None:
+                kw["window_s"] = short
         result = await self.scheduler.transcribe(
             audio, call_id=self.call_id, final=True, offset=offset, initial_prompt=segment.prompt, **kw,
         )

@@ -43,6 +43,7 @@ from voicebot.asr.windows import (
     WINDOW_MARGIN_S,
     batch_samples,
     encoder_window_s,
+    short_final_window_s,
     to_float32,
 )
 from voicebot.config import AsrSettings, ModelSettings
@@ -195,8 +196,8 @@ class Transcriber:
         a phone call's recognizer asks for ``asr.final_short_window_s`` instead, ``window_s``).
         """
         minimum = self.settings.final_chunk_length if final else self.settings.chunk_length
-        if final and duration < self.settings.final_short_turn_s:
-            minimum = self.settings.final_short_window_wideband_s  # a short turn keeps its last word in a longer window
+        if final:  # a short turn keeps its last word in a longer window (the line is not known here)
+            minimum = short_final_window_s(self.settings, duration, narrowband=None) or minimum
         return encoder_window_s(duration, max(minimum, self.settings.chunk_length), self.settings.window_buckets)
 
     def transcribe(

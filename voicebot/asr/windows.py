@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from voicebot.config import AsrSettings
 
 ASR_SAMPLE_RATE = 16000
 NATIVE_WINDOW_S = 30
@@ -31,6 +35,19 @@ def encoder_window_s(duration: float, min_window_s: int, buckets: Sequence[int] 
         if bucket >= need:
             return min(NATIVE_WINDOW_S, bucket)
     return min(NATIVE_WINDOW_S, need)
+
+
+def short_final_window_s(asr: AsrSettings, duration: float, narrowband: bool | None) -> int | None:
+    """The encoder window (s) of a final-quality decode of a short whole turn, None for a longer one.
+
+    A final shorter than ``asr.final_short_turn_s`` lost its last word in the 10 s final window on the phone
+    line, so it decodes in a longer one: ``asr.final_short_window_s`` (20 s) on a phone call (``narrowband``),
+    as accurate there as 30 s at 0.55x the CPU; ``asr.final_short_window_wideband_s`` (Whisper's native 30 s)
+    on a wideband call or where the line is not known (None). docs/CAPACITY.md "Short whole turns".
+    """
+    if duration >= asr.final_short_turn_s:
+        return None
+    return asr.final_short_window_s if narrowband else asr.final_short_window_wideband_s
 
 
 def batch_samples(
