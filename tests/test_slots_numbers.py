@@ -146,6 +146,11 @@ def test_no_postcode_invented(text: str) -> None:
     [
         ("Meine Vertragsnummer ist 4.7118.", {"contract_number": "47118"}),
         ("kundennummer 47.118", {"customer_number": "47118"}),
+        ("Meine Kundennummer ist 4.7.1.1.2.3.", {"customer_number": "471123"}),  # not the 4th of July
+        ("Meine Kundennummer ist 9.001.25.", {"customer_number": "900125"}),
+        ("Die Rechnungsnummer ist 2.0.2.4.1.1", {"invoice_number": "202411"}),
+        ("Am 14.02.26 um 10 Uhr.", {"date": "2026-02-14", "time": "10:00"}),  # a date's chain stays a date
+        ("Termin am 3.3.2027.", {"date": "2027-03-03"}),
     ],
 )
 def test_whisper_thousands_dots_in_spoken_digit_runs(text: str, expected: dict[str, str]) -> None:

@@ -49,14 +49,23 @@ __all__ = [
 ]
 
 
-# Whisper writes digit sequences said one by one as if they were thousands ("4.7118",
-# "47.118"). A dot followed by three or more digits is never a date ("14.02.") or a
-# decimal amount ("49,90"), so joining those groups restores the digits the caller said.
-_DIGIT_GROUP_DOT = re.compile(r"(?<=\d)\.(?=\d{3,}\b)")
+# Whisper writes digit sequences said one by one as if they were thousands ("4.7118", "47.118") or as dotted
+# single digits ("4.7.1.1.2.3.", "9.001.25."). A dotted chain is a date ("14.02.", "14.02.26", "3.3.2027") or a
+# decimal ("4.50") only in those shapes: any other chain is the digits the caller said, so its dots go.
+_DOTTED_CHAIN = re.compile(r"(?<![\d.])\d+(?:\.\d+)+(?!\d)")
+
+
+def _digit_chain(match: re.Match[str]) -> str:
+    groups = match.group(0).split(".")
+    if len(groups) == 2:
+        kept = len(groups[1]) <= 2  # "14.02", "4.50"; a group of three or more digits is never a date or cents
+    else:
+        kept = len(groups) == 3 and len(groups[0]) <= 2 and len(groups[1]) <= 2 and len(groups[2]) in (2, 4)
+    return match.group(0) if kept else "".join(groups)
 
 
 def _join_digit_groups(text: str) -> str:
-    return _DIGIT_GROUP_DOT.sub("", text)
+    return _DOTTED_CHAIN.sub(_digit_chain, text)
 
 
 def extract_slots(text: str, today: dt.date | None = None) -> dict[str, str]:
