@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from voicebot.nlu.slots import parse_date, parse_time
+from voicebot.nlu.slots import extract_slots, parse_date, parse_time
 
 # Tuesday, 10 March 2026: every relative date below is resolved against it.
 TODAY = dt.date(2026, 3, 10)
@@ -55,6 +55,17 @@ def test_date_without_year_picks_the_nearest() -> None:
     december = dt.date(2026, 12, 20)
     assert parse_date("am zehnten januar", december) == "2027-01-10"
     assert parse_date("am zehnten dezember", december) == "2026-12-10"
+
+
+def test_a_day_alone_is_the_nearest_such_day() -> None:
+    """"am Dritten" (the noun: the third of the month), as Whisper writes it, with a time after it or not."""
+    today = dt.date(2026, 12, 1)
+    assert extract_slots("Am Dritten, um 13 Uhr.", today) == {"date": "2026-12-03", "time": "13:00"}
+    assert parse_date("Ab dem Ersten bitte.", today) == "2026-12-01"
+    assert parse_date("Bis zum Zwanzigsten.", dt.date(2026, 12, 14)) == "2026-12-20"
+    assert parse_date("Am Dreißigsten.", dt.date(2027, 2, 27)) == "2027-01-30"  # no 30 February
+    for text in ("Am dritten Tag war es kaputt.", "Zum Ersten Mal.", "Im Dritten Stock."):
+        assert parse_date(text, today) is None, text
 
 
 @pytest.mark.parametrize(

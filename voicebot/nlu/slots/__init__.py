@@ -14,9 +14,8 @@ amount, iban, iban_invalid, phone, email.
 
 from __future__ import annotations
 
-import re
-
 import datetime as dt
+import re
 
 from .contact import find_email, find_phone, parse_email, parse_phone
 from .dates import find_date, parse_date

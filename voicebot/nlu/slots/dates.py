@@ -10,6 +10,9 @@ Decisions (a caller can always be asked to confirm):
   10 March is last week and an appointment "am zehnten Januar" heard in
   December is next month.
 - "morgen" is tomorrow except in "guten Morgen", "am Morgen", "heute Morgen".
+- A day alone, written as the noun it is ("am Dritten", "bis zum Zwanzigsten", "ab dem Ersten um zehn"),
+  is that day of the month nearest to today (this month's, the last or the next), when nothing after it
+  says what it counts ("am dritten Tag" is not a date); lower case "am ersten" stays no date.
 """
 
 from __future__ import annotations
@@ -129,6 +132,11 @@ _LAST = frozenset({"letzten", "letzter", "letzte", "vergangenen", "vergangener",
 _SINCE = frozenset({"seit", "vom", "seid"})
 _WEEK = frozenset({"woche", "wochen"})
 _UNIT_DAYS: dict[str, int] = {"tag": 1, "tagen": 1, "tage": 1, "woche": 7, "wochen": 7}
+# Before an ordinal that is a day of the month ("am Dritten", "zum Ersten", "ab dem Fünften").
+_DAY_BEFORE = frozenset({"am", "zum", "dem"})
+# After it, only words that leave it a date: a time, a conjunction, a part of the day ("am Dritten um zehn").
+_DAY_AFTER = frozenset({"um", "gegen", "ab", "bis", "oder", "und", "vormittags", "nachmittags", "morgens",
+                        "abends", "mittags", "früh", "passt", "wäre", "geht", "bitte", "also"})
 
 
 def _nearest_year(day: int, month: int, today: dt.date) -> dt.date | None:
@@ -222,6 +230,27 @@ def _absolute(tokens: Sequence[Token], i: int, today: dt.date) -> tuple[dt.date,
     return date, (year[1] if year else k)
 
 
+def _day_only(tokens: Sequence[Token], i: int, today: dt.date) -> dt.date | None:
+    """A day of the month said alone ("am Dritten") at ``i``: the date with that day nearest to today."""
+    if tokens[i].text not in ORDINALS or not tokens[i].raw[:1].isupper() or i == 0 \
+            or tokens[i - 1].text not in _DAY_BEFORE:
+        return None
+    nxt = tokens[i + 1].text if i + 1 < len(tokens) else ""
+    if nxt and (nxt[0].isalpha() and nxt not in _DAY_AFTER):
+        return None
+    day = ORDINALS[tokens[i].text]
+    months = [(today.year + (today.month - 1 + step) // 12, (today.month - 1 + step) % 12 + 1) for step in (-1, 0, 1)]
+    candidates = [d for y, m in months if (d := _safe_date(y, m, day)) is not None]
+    return min(candidates, key=lambda d: (abs((d - today).days), d < today)) if candidates else None
+
+
+def _safe_date(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
 def _weekday_date(weekday: int, today: dt.date, *, mode: str) -> dt.date:
     ahead = (weekday - today.weekday()) % 7 or 7
     if mode == "next":
@@ -266,6 +295,9 @@ def find_date(tokens: Sequence[Token], taken: set[int], today: dt.date) -> SlotM
         absolute = _absolute(tokens, i, today)
         if absolute is not None and not any(j in taken for j in range(i, absolute[1])):
             return SlotMatch("date", absolute[0].isoformat(), i, absolute[1])
+        day_only = _day_only(tokens, i, today)
+        if day_only is not None:
+            return SlotMatch("date", day_only.isoformat(), i, i + 1)
         weekday = _weekday(tokens, i, today)
         if weekday is not None:
             return SlotMatch("date", weekday[0].isoformat(), weekday[1], weekday[2])
