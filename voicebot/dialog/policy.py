@@ -104,7 +104,8 @@ class CallPolicy:
         )
         if label is not None:
             return self._escalate(label, trigger, phrase, prediction)
-        if not text or (asr_confidence < self.domain.policy.asr_min_confidence and not self._read_back_checks(text, slots)):
+        unsure = asr_confidence < self.domain.policy.asr_min_confidence
+        if not text or (unsure and not self._read_back_checks(text, slots)):
             self.asr_repeats += 1
             if self.asr_repeats > self.domain.policy.max_asr_repeats:
                 return self._handoff("asr_failures")
