@@ -39,7 +39,7 @@ max_calls = floor(cores x target / CPU-s per call-s without partials).
 That is the CPU bound only: the answer's latency bounds it sooner (a single slow decode is a late answer
 long before the cores are full), so ``server.max_calls`` is the smaller of this and the load benchmark's
 knee (``scripts/bench_load.py --phone --calls 1,2,4,...``: the most calls with voice->voice p95 within
-target; docs/CAPACITY.md, eighth round).
+target; docs/capacity/cost-and-load.md "Eighth round").
 ``--source phone``: the multi-sentence 3-20 s phone turns of ``scripts/phone_turns.py``
 instead of single sentences.
 """
@@ -313,7 +313,7 @@ def main() -> int:
           f"{cores / essential['now']:.1f})")
     print(f"calls this box's CPU bounds: floor({cores} x {args.target_utilization} / {essential['now']:.4f}) "
           f"= {max_calls}; server.max_calls is the smaller of this and the latency knee of "
-          f"`scripts/bench_load.py --phone` (docs/CAPACITY.md)")
+          f"`scripts/bench_load.py --phone` (docs/capacity/cost-and-load.md)")
     return 0
 
 

@@ -12,7 +12,7 @@ must cut no turn's end, hear about as many last words as the native window and b
 clip's misheard word is noise, a window that loses words is not. On this set every window from 10 to 30 s
 misses 17 last words (WER 0.38-0.39): it guards the short final's path against losing what the model
 hears, not the 3-point WER gap of a 10 s window over all 172 such EmoDB clips, which only the whole
-measurement shows (scripts/bench_short_turns.py, docs/CAPACITY.md).
+measurement shows (scripts/bench_short_turns.py, docs/capacity/asr-decoding.md "Short whole turns").
 """
 
 from __future__ import annotations

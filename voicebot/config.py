@@ -65,7 +65,7 @@ class AsrSettings:
     # The hallucination guards blank an *unsure* decode (confidence < 0.5, or a loop) above this no-speech
     # probability (Whisper's own rule stays no_speech_threshold + log_prob_threshold). Short phone turns that were
     # heard right ("Ja.", "Nein.", "Ich kann nicht mehr.") carry 0.6-0.75 in their 20 s window, and were blanked
-    # at 0.6; noise decodes carry >= 0.88 (docs/CAPACITY.md "The guards on short phone turns").
+    # at 0.6; noise decodes carry >= 0.88 (docs/capacity/asr-decoding.md "The guards on short phone turns").
     unsure_no_speech_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
     partial_interval_ms: int = 400
     min_partial_audio_ms: int = 600
@@ -80,7 +80,8 @@ class AsrSettings:
     speculative_final_ms: int = 200
     # Finals' least encoder window (s); longer turns take the next window_buckets step. Measured on phone-line
     # speech with the recognizer's pre/post-roll (scripts/bench_asr_window.py --pad, 40 turns of 3-20 s, beam 5):
-    # WER 0.365 at 10 s (bucketed), 0.374 at 20 s, 0.389 at 30 s; CPU 0.46x of 30 s (docs/CAPACITY.md).
+    # WER 0.365 at 10 s (bucketed), 0.374 at 20 s, 0.389 at 30 s; CPU 0.46x of 30 s
+    # (docs/capacity/asr-decoding.md "Finals on the phone line").
     final_chunk_length: Annotated[int, Field(ge=1, le=30)] = 10
     # ...but a final shorter than this (s, padding included) decodes in a longer window (final_short_window_s on a
     # phone call, final_short_window_wideband_s otherwise): a short noisy phone turn lost its last word in 10 s.
@@ -89,7 +90,7 @@ class AsrSettings:
     # short phone turns (scripts/bench_short_turns.py, paired against 30 s): 20 s as accurate (WER 0.237 vs 0.252
     # with the hiss around the speech, 0.305 vs 0.306 EmoDB with it under) at 0.55x the CPU, ~0.3 s sooner; 10 s 3
     # points worse with the hiss under. The 193 shared clips through the phone line: WER 0.223 vs 0.225, half the
-    # decode time. Guarded by tests/test_short_turns.py (docs/CAPACITY.md "Short whole turns").
+    # decode time. Guarded by tests/test_short_turns.py (docs/capacity/asr-decoding.md "Short whole turns").
     final_short_window_s: Annotated[int, Field(ge=1, le=30)] = 20
     # ...and on a wideband call (browser), or wherever the line is not known: the same 193 clips read 0.167 at 20 s
     # against 0.156 at Whisper's native 30 s (`voicebot eval asr --channel wideband --no-partials`, both windows).
@@ -101,7 +102,8 @@ class AsrSettings:
     # partial_max_interval_ms (0 = no cap). adaptive_partials = false keeps partial_interval_ms fixed.
     adaptive_partials: bool = True
     # Decodes run at once (CTranslate2 workers), splitting cpu_threads between them. On 2 cores two one-thread
-    # decodes beat one two-thread decode: 6 phone-turn finals in 3.8 vs 6.9 s (docs/CAPACITY.md).
+    # decodes beat one two-thread decode: 6 phone-turn finals in 3.8 vs 6.9 s
+    # (docs/capacity/asr-decoding.md "Two one-thread decodes").
     decode_workers: Positive = 2
     partial_cpu_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.35
     partial_max_interval_ms: NonNegative = 4000
@@ -123,12 +125,13 @@ class AsrSettings:
     decode_nice: Annotated[int, Field(ge=0, le=19)] = 5
     # A decode that starts while no other runs on the finals' model is encoded on a model object of this many
     # threads (the beam search stays on one: a second thread made it slower, voicebot/asr/replicas.py). One more
-    # copy of the weights (~115 MB). 0 or 1 = off. Measured: docs/CAPACITY.md "Threads of a lone decode".
+    # copy of the weights (~115 MB). 0 or 1 = off. Measured: docs/capacity/asr-decoding.md "Threads of a lone decode".
     lone_encode_threads: NonNegative = 2
     # Partials on a model object of their own (one thread, ~115 MB more) whose CTranslate2 thread runs at nice
     # partial_nice: the scheduler gives them a worker of their own and they take only the CPU that finals, the
     # event loop and the light models leave. false = partials share the decode_workers with finals. Off: at 16 phone
-    # calls it did not beat sharing (voice->voice p95 7.4 vs 6.4 s, partial lag p95 2.6 vs 1.3 s; docs/CAPACITY.md).
+    # calls it did not beat sharing (voice->voice p95 7.4 vs 6.4 s, partial lag p95 2.6 vs 1.3 s;
+    # docs/capacity/asr-decoding.md "Threads of a lone decode").
     partial_lane: bool = False
     partial_nice: Annotated[int, Field(ge=0, le=19)] = 19
     # A hurried final (decoded greedily because other finals wait, the scheduler's adaptive_beam) also gets the
@@ -140,7 +143,8 @@ class AsrSettings:
     # Which served finals (the scheduler's, pause decodes included) get the temperature fallback: "always";
     # "alone" (only while no other final-quality decode runs); "never" (a decode that fails its checks keeps its
     # one pass; the guards judge it). On phone turns the fallback mostly ran all 5 temperatures x 5 samples and
-    # passed none: 1-5 s added to the turn's answer (docs/CAPACITY.md, eighth round). Offline decodes keep it.
+    # passed none: 1-5 s added to the turn's answer
+    # (docs/capacity/cost-and-load.md "Eighth round"). Offline decodes keep it.
     final_fallback: Literal["always", "alone", "never"] = "never"
     # A caller's 8 kHz audio reaches 16 kHz through a polyphase FIR that returns every 20 ms frame at once
     # (voicebot/audio/resample.py). false: soxr "HQ", which hands it back in ~100 ms blocks, so the VAD, the
@@ -170,7 +174,8 @@ class VadSettings:
     # narrowband_threshold - 0.15 (0.15). Why a setting: Silero's telephone-band probabilities decay slowly after
     # the last word, so at 0.15 the last frame called speech came p50 136 / p90 196 ms after the caller's last
     # voiced frame, and every turn's end (and its tail decode) waits that long; higher ends sooner but risks
-    # ending in a quiet last syllable or a short word gap (docs/CAPACITY.md, tenth round).
+    # ending in a quiet last syllable or a short word gap
+    # (docs/capacity/turn-latency.md "Tenth round: the phone VAD's end lag").
     narrowband_neg_threshold: Probability | None = None
 
     def __post_init__(self) -> None:
@@ -270,8 +275,8 @@ class ServerSettings:
     # Calls one box takes before new ones are refused (HTTP 503 with Retry-After). Sized from a load run, not
     # guessed: the knee of `scripts/bench_load.py --phone --calls 1,2,4,...` (the most calls whose caller
     # voice->voice p95 stays within 1.5 s), at most the CPU bound `scripts/bench_cost.py` prints. 2 on the 2-core
-    # reference box with whisper-base (4 calls: p95 1.85 s; 32 offered at 2: admitted p95 1.47 s; docs/CAPACITY.md,
-    # eighth round). Set it per machine.
+    # reference box with whisper-base (4 calls: p95 1.85 s; 32 offered at 2: admitted p95 1.47 s;
+    # docs/capacity/cost-and-load.md "Eighth round"). Set it per machine.
     max_calls: Positive = 2
     # Mask personal data in what agents see (the store has its own switch, store.redact_pii).
     redact_agent_view: bool = True

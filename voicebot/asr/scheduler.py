@@ -17,7 +17,7 @@ never blocks). Policy, in order of importance:
   recognizer before a partial; ``voicebot.asr.partial_rate``); while a final waits (queued
   pause-segment decodes included), no call starts a partial at all. The live transcript
   coarsens before the answer is late. (Letting partials start beside queued segment decodes
-  was measured at 16 calls and did not win: docs/CAPACITY.md, fifth round);
+  was measured at 16 calls and did not win: docs/capacity/cost-and-load.md "Fifth round");
 * **a worker stays free for finals**: with several calls making partials, partials never
   take the last idle decode worker, so a final starts at once instead of waiting out a
   partial decode; with a partial lane (``asr.partial_lane``: the engine decodes partials on a
@@ -27,7 +27,8 @@ never blocks). Policy, in order of importance:
   greedily (``asr.beam_size``) instead of with ``asr.final_beam_size``
   (``adaptive_beam``). On 28 phone turns (10 s bucketed windows, word timings, the temperature
   fallback for both) beam 5 cost 1.18x the CPU of greedy and read WER 0.374 against 0.434; beam 2
-  was greedy's equal in both (docs/CAPACITY.md): a hurried final saves ~15% of its CPU;
+  was greedy's equal in both
+  (docs/capacity/asr-decoding.md "Threads of a lone decode"): a hurried final saves ~15% of its CPU;
 * **batching**: up to ``max_batch`` requests of the same kind go to the engine
   as one CTranslate2 batch (``Transcriber.transcribe_batch``). On the 2-core CPU
   machine batching does not pay, finals on phone turns included (a batch shares its

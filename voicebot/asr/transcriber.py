@@ -96,7 +96,8 @@ class TranscriptionResult:
         initial prompt and the no-timestamps token the beam search decoded it with. The first word alone pays for
         that ("Kundennummer 526108": 0.01 and 0.75), and short right answers were re-asked: on 482 phone turns
         (the scenarios' turns, 193 shared clips, 170 short answers) right ones under 0.35 23 -> 9 of 298, wrong ones
-        over it 45 -> 46 of 88 (docs/CAPACITY.md "Turn confidence"). The hallucination guards keep ``confidence``.
+        over it 45 -> 46 of 88
+        (docs/capacity/asr-decoding.md "Turn confidence"). The hallucination guards keep ``confidence``.
         """
         if len(self.words) < 2 or not self.text.strip():
             return self.confidence

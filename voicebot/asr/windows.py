@@ -43,7 +43,7 @@ def short_final_window_s(asr: AsrSettings, duration: float, narrowband: bool | N
     A final shorter than ``asr.final_short_turn_s`` lost its last word in the 10 s final window on the phone
     line, so it decodes in a longer one: ``asr.final_short_window_s`` (20 s) on a phone call (``narrowband``),
     as accurate there as 30 s at 0.55x the CPU; ``asr.final_short_window_wideband_s`` (Whisper's native 30 s)
-    on a wideband call or where the line is not known (None). docs/CAPACITY.md "Short whole turns".
+    on a wideband call or where the line is not known (None). docs/capacity/asr-decoding.md "Short whole turns".
     """
     if duration >= asr.final_short_turn_s:
         return None
