@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from voicebot.config import REPO_ROOT
+from voicebot.dialog.answers import yes_no
 from voicebot.dialog.domain import Domain, DomainError, load_domain
 from voicebot.dialog.policy import CallPolicy, PolicyStep, safety_escalation
 from voicebot.dialog.summary import spoken_date, spoken_digits, spoken_plate, spoken_time
@@ -354,3 +355,13 @@ def test_knowledge_base_has_answers_for_every_intent(domain: Domain) -> None:
     assert set(domain.kb) == set(domain.intents)
     assert all(3 <= len(answers) <= 5 for answers in domain.kb.values())
     assert all(spec.next_steps for spec in domain.intents.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [("Ja, das ist richtig.", "yes"), ("In Ordnung.", "yes"), ("Einverstanden.", "yes"), ("Ich glaube schon.", "yes"),
+     ("Okay.", "yes"), ("Nein, das stimmt so nicht.", "no"), ("Eher nicht.", "no"), ("Ich glaube nicht.", "no"),
+     ("Das stimmt nicht.", "no"), ("Da stimmt der Betrag nicht.", None), ("Ich hab ne Frage.", None)],
+)
+def test_yes_and_no_as_callers_say_them(domain: Domain, text: str, answer: str | None) -> None:
+    assert yes_no(domain, text)[0] == answer

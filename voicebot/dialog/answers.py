@@ -13,6 +13,7 @@ __all__ = ["is_skip", "text_answer", "yes_no"]
 _LEAD_IN = re.compile(r"^(?:also |ja |äh |ähm )*(?:ich bin|ich stehe|wir sind|wir stehen|ich befinde mich|"
                       r"wir befinden uns|das ist|es ist)\s+", re.IGNORECASE)
 _YES_NO_WINDOW = 3  # a yes/no phrase must start within the first words of the answer
+_NEGATIONS = frozenset({"nicht", "kein", "keine", "keinen"})
 
 
 def yes_no(domain: Domain, text: str) -> tuple[str | None, str]:
@@ -23,15 +24,27 @@ def yes_no(domain: Domain, text: str) -> tuple[str | None, str]:
     "stimmt" is not an answer to the bot's question.
     """
     words = normalize(text).split()
+    clause_end = _clause_ends(text, len(words))
     for answer, phrases in (("no", domain.no_words), ("yes", domain.yes_words)):
         for phrase in sorted(phrases, key=len, reverse=True):
             size = len(phrase.split())
             for start in range(min(_YES_NO_WINDOW, len(words))):
                 if words[start : start + size] == phrase.split():
-                    if answer == "yes" and start > 0 and words[start - 1] in ("nicht", "kein", "keine"):
+                    if answer == "yes" and start > 0 and words[start - 1] in _NEGATIONS:
                         continue
+                    if answer == "yes" and any(w in _NEGATIONS for w in words[start + size : clause_end[start]]):
+                        continue  # "da stimmt der Betrag nicht": negated later in the same clause
                     return answer, " ".join(words[start + size :])
     return None, " ".join(words)
+
+
+def _clause_ends(text: str, n_words: int) -> list[int]:
+    """For each normalized word of ``text``, the index after the last word of its clause (split at , . ; ! ?)."""
+    ends: list[int] = []
+    for clause in re.split(r"[,.;:!?]+", text):
+        size = len(normalize(clause).split())
+        ends.extend([len(ends) + size] * size)
+    return (ends + [n_words] * n_words)[:n_words]  # normalize() of the whole may differ slightly: fall back to the end
 
 
 def is_skip(domain: Domain, text: str) -> bool:
