@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from voicebot.config import REPO_ROOT
-from voicebot.dialog.answers import yes_no
+from voicebot.dialog.answers import is_skip, yes_no
 from voicebot.dialog.domain import Domain, DomainError, load_domain
 from voicebot.dialog.policy import CallPolicy, PolicyStep, safety_escalation
 from voicebot.dialog.summary import spoken_date, spoken_digits, spoken_plate, spoken_time
@@ -365,3 +365,13 @@ def test_knowledge_base_has_answers_for_every_intent(domain: Domain) -> None:
 )
 def test_yes_and_no_as_callers_say_them(domain: Domain, text: str, answer: str | None) -> None:
     assert yes_no(domain, text)[0] == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "skip"),
+    [("Weiß ich nicht.", True), ("Die habe ich gerade nicht zur Hand.", True), ("Ich habe keine Kundennummer.", True),
+     ("Ich finde sie gerade nicht.", True), ("Das kann ich Ihnen nicht sagen.", True), ("Ich bin kein Kunde.", True),
+     ("Habe ich vergessen.", True), ("Meine Kundennummer ist 4711.", False), ("Die Nummer ist vier sieben.", False)],
+)
+def test_callers_who_cannot_give_a_value(domain: Domain, text: str, skip: bool) -> None:
+    assert is_skip(domain, text) is skip
