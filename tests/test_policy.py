@@ -302,7 +302,7 @@ def test_slot_not_understood_is_asked_again_then_left_to_the_agent(domain: Domai
     policy = CallPolicy(domain)
     policy.start()
     turn(policy, domain, "Mein WLAN geht nicht.", "technik", 0.98, "act")
-    step = turn(policy, domain, "Moment, ich suche.")
+    step = turn(policy, domain, "Die steht doch auf dem Brief.")
     assert step.action == "ask_slot" and step.say.startswith("Entschuldigung")
     step = turn(policy, domain, "Ach, keine Ahnung wo die ist.")
     assert step.action == "route"
@@ -349,6 +349,10 @@ def test_domain_errors_name_the_problem(tmp_path: Path) -> None:
         load_domain(tmp_path)
     with pytest.raises(DomainError, match="not found"):
         load_domain(tmp_path / "nowhere")
+    (tmp_path / "domain.toml").write_text(source.replace('\nhold = "Gern, ich warte.', '\nunused = "Gern, ich warte.'),
+                                          encoding="utf-8")
+    with pytest.raises(DomainError, match="missing hold"):  # hold phrases need the bot's reply to them
+        load_domain(tmp_path)
 
 
 def test_knowledge_base_has_answers_for_every_intent(domain: Domain) -> None:
@@ -375,3 +379,20 @@ def test_yes_and_no_as_callers_say_them(domain: Domain, text: str, answer: str |
 )
 def test_callers_who_cannot_give_a_value(domain: Domain, text: str, skip: bool) -> None:
     assert is_skip(domain, text) is skip
+
+
+def test_caller_who_looks_the_number_up_is_waited_for(domain: Domain) -> None:
+    """"Moment, ich schaue nach" is not a failed answer: the bot says it waits (twice at most per question)."""
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Ich habe eine Frage zu meiner Rechnung.", "rechnung", 0.99, "act")
+    assert turn(policy, domain, "Einen Moment bitte, ich schaue nach.").action == "hold"
+    assert turn(policy, domain, "Moment, ich muss suchen.").action == "hold"
+    step = turn(policy, domain, "Meine Kundennummer ist vier sieben eins eins.")
+    assert step.action == "read_back" and "vier sieben eins eins" in step.say
+    policy = CallPolicy(domain)
+    policy.start()
+    turn(policy, domain, "Ich habe eine Frage zu meiner Rechnung.", "rechnung", 0.99, "act")
+    for _ in range(2):
+        assert turn(policy, domain, "Moment bitte.").action == "hold"
+    assert turn(policy, domain, "Moment bitte.").action == "ask_slot"  # the third counts as a try

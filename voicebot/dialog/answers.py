@@ -7,7 +7,7 @@ import re
 from voicebot.dialog.domain import Domain, SlotQuestion, normalize
 from voicebot.nlu.slots import parse_spoken_digits
 
-__all__ = ["is_skip", "text_answer", "yes_no"]
+__all__ = ["is_hold", "is_skip", "text_answer", "yes_no"]
 
 # "Ich bin in der Hauptstraße 12" -> "in der Hauptstraße 12" for the read-back.
 _LEAD_IN = re.compile(r"^(?:also |ja |äh |ähm )*(?:ich bin|ich stehe|wir sind|wir stehen|ich befinde mich|"
@@ -51,6 +51,12 @@ def is_skip(domain: Domain, text: str) -> bool:
     """Whether the caller declines to answer ("weiß ich nicht"): the agent will ask."""
     norm = f" {normalize(text)} "
     return any(f" {p} " in norm for p in domain.skip_phrases)
+
+
+def is_hold(domain: Domain, text: str) -> bool:
+    """Whether the caller asks the bot to wait while they look something up ("Moment, ich schaue nach")."""
+    norm = f" {normalize(text)} "
+    return any(f" {p} " in norm for p in domain.hold_phrases)
 
 
 def text_answer(domain: Domain, question: SlotQuestion, text: str, slots: dict[str, str]) -> dict[str, str]:

@@ -113,6 +113,8 @@ class Domain:
     no_words: tuple[str, ...]
     skip_phrases: tuple[str, ...]
     kb: dict[str, tuple[KbAnswer, ...]] = field(default_factory=dict)
+    # The caller asks the bot to wait while they look a value up ("Moment, ich schaue nach"); needs prompt "hold".
+    hold_phrases: tuple[str, ...] = ()
 
     @property
     def safety_labels(self) -> tuple[str, ...]:
@@ -274,6 +276,9 @@ def load_domain(path: Path | str) -> Domain:
     if handoff_route not in routes:
         raise DomainError(f"{where} [domain]: handoff_route {handoff_route!r} is not defined under [routes]")
     language = _table(data, "language", where)
+    hold_phrases = _phrases(language.get("hold", []), f"{where} [language].hold")
+    if hold_phrases and "hold" not in prompts:
+        raise DomainError(f"{where} [prompts]: missing hold (the reply to [language].hold)")
     return Domain(
         name=str(meta.get("name", directory.name)),
         path=directory,
@@ -288,6 +293,7 @@ def load_domain(path: Path | str) -> Domain:
         no_words=_phrases(language.get("no", ["nein"]), f"{where} [language].no"),
         skip_phrases=_phrases(language.get("skip", []), f"{where} [language].skip"),
         kb=_load_kb(directory / "kb.toml", intents),
+        hold_phrases=hold_phrases,
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from voicebot.dialog.answers import is_skip, text_answer, yes_no
+from voicebot.dialog.answers import is_hold, is_skip, text_answer, yes_no
 from voicebot.dialog.domain import (
     Domain,
     SlotQuestion,
@@ -38,6 +38,9 @@ from voicebot.nlu.intent import IntentPrediction
 
 __all__ = ["CallPolicy", "PolicyStep", "default_decision", "fuzzy_safety_keyword", "normalize", "safety_escalation",
            "safety_keyword"]
+
+
+MAX_HOLDS = 2  # "Moment bitte" answers to one slot question the bot waits out before it counts them as tries
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class CallPolicy:
         self._questions: list[SlotQuestion] = []
         self._question_index = 0
         self._attempts = 0
+        self._holds = 0  # "Moment bitte" answers to the current slot question
         self._trigger_phrase = ""
 
     # ---- public API -------------------------------------------------------------------------------------
@@ -208,6 +212,9 @@ class CallPolicy:
             return self._read_back(list(found))
         if self._is_skip(text):  # "weiß ich nicht": the agent will ask
             return self._skip_question()
+        if self._holds < MAX_HOLDS and is_hold(self.domain, text):  # "Moment, ich schaue nach": not a failed try
+            self._holds += 1
+            return self._say(self.domain.prompt("hold"), "hold", self._intent_frame())
         self._attempts += 1
         if self._attempts >= self.domain.policy.max_slot_attempts:
             return self._skip_question()
@@ -264,7 +271,7 @@ class CallPolicy:
             self._question_index += 1
         if self._question_index >= len(self._questions):
             return self._route(prefix)
-        self.state, self._attempts = "collect_slot", 0
+        self.state, self._attempts, self._holds = "collect_slot", 0, 0
         question = self._questions[self._question_index]
         say = (prefix + " " + self.domain.prompt("ask_slot", question=question.ask)).strip()
         return self._say(say, "ask_slot", self._intent_frame())
