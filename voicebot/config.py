@@ -254,6 +254,8 @@ class NluSettings:
 @dataclass(frozen=True)
 class DialogSettings:
     domain: UserPath = REPO_ROOT / "pipelines" / "default"
+    no_input_s: Annotated[float, Field(ge=0)] = 8.0  # caller silence after the bot spoke before it asks again; 0 = off
+    no_input_hold_s: Annotated[float, Field(ge=0)] = 30.0  # ...after "Gern, ich warte." (the caller looks a number up)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ for the speaker. The greeting is the policy's first step. A turn that a speculat
 (``voicebot.call.speculation``) already answered takes its intent and slots from it;
 the policy step is applied here, on commit, and only here. An answer the caller talked
 over because they were not done yet is taken back (``voicebot.call.continuation``): the
-policy returns to before it and both parts are answered as one turn.
+policy returns to before it and both parts are answered as one turn. A caller who stays
+silent after the bot's question (``voicebot.call.no_input``) is answered on the same task,
+in turn order, so it never races a turn (``no_input``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class DialogStage:
         self.intent = intent
         self.bus = bus
         self.bot_active = bot_active  # False while a human has the call
-        self._turns: asyncio.Queue[UserTurn] = asyncio.Queue()
+        self._turns: asyncio.Queue[UserTurn | None] = asyncio.Queue()  # None: the caller stayed silent
         self._handling = False
         self._task: asyncio.Task[None] | None = None
         bus.subscribe(self._on_turn, UserTurn)
@@ -59,12 +61,20 @@ class DialogStage:
     async def _on_turn(self, turn: UserTurn) -> None:
         self._turns.put_nowait(turn)
 
+    def no_input(self) -> bool:
+        """Queue the policy's step for a caller who stayed silent; False (nothing queued) while a turn is handled
+        or waits: its answer is on the way."""
+        if self.busy:
+            return False
+        self._turns.put_nowait(None)
+        return True
+
     async def _run(self) -> None:
         while True:
             turn = await self._turns.get()
             self._handling = True
             try:
-                await self._handle(turn)
+                await (self._handle(turn) if turn is not None else self._no_input())
             except Exception as exc:  # noqa: BLE001 - one bad turn must not end the call
                 log.exception("call %s: turn failed", self.bus.call_id)
                 await self.bus.publish(Error("turn_failed", str(exc)))
@@ -97,6 +107,13 @@ class DialogStage:
             wall=time.perf_counter(),
         )
         await self.apply(step, decided)
+
+    async def _no_input(self) -> None:
+        if not self.bot_active() or not self._turns.empty():
+            return  # a human has the call, or the caller spoke after all
+        if self.continuations is not None:
+            self.continuations.forget()  # the question asked again is not an answer to take back
+        await self.apply(self.policy.on_no_input())
 
     async def apply(self, step: PolicyStep, decided: TurnDecided | None = None) -> None:
         for frame in (step.intent, step.route, step.handoff, decided):

@@ -24,6 +24,8 @@ REQUIRED_PROMPTS = (
     "slot_skipped", "read_back", "noted", "read_back_unclear", "route", "handoff",
 )
 SLOT_KINDS = ("digits", "plate", "date", "time", "iban", "text")
+# Optional, as a pair: without them a caller who stays silent is not asked again (``CallPolicy.on_no_input``).
+NO_INPUT_PROMPTS = ("no_input", "no_input_concern")
 
 
 _PUNCT = re.compile(r"[^\w\s]+")
@@ -138,6 +140,11 @@ class Domain:
     def slot_kind(self, key: str) -> str:
         slot = self.slots.get(key)
         return slot.kind if slot else "text"
+
+    @property
+    def asks_on_no_input(self) -> bool:
+        """Whether a silent caller is asked again (the domain has the ``no_input`` prompts)."""
+        return all(p in self.prompts for p in NO_INPUT_PROMPTS)
 
     def prompt(self, key: str, **values: str) -> str:
         return self.prompts[key].format(**values) if values else self.prompts[key]
@@ -271,6 +278,8 @@ def load_domain(path: Path | str) -> Domain:
     missing_prompts = [p for p in needed if p not in prompts]
     if missing_prompts:
         raise DomainError(f"{where} [prompts]: missing {', '.join(missing_prompts)}")
+    if any(p in prompts for p in NO_INPUT_PROMPTS) and not all(p in prompts for p in NO_INPUT_PROMPTS):
+        raise DomainError(f"{where} [prompts]: {' and '.join(NO_INPUT_PROMPTS)} go together (or neither)")
     meta = _table(data, "domain", where)
     handoff_route = str(meta.get("handoff_route", "mensch"))
     if handoff_route not in routes:

@@ -32,6 +32,7 @@ from voicebot.dialog.domain import (
     safety_keyword,
 )
 from voicebot.dialog.escalation import fuzzy_safety_keyword, safety_escalation
+from voicebot.dialog.reprompt import WAITING_STATES, no_input_text
 from voicebot.dialog.summary import agent_summary, spoken_value
 from voicebot.frames import Handoff, Intent, Route
 from voicebot.nlu.intent import IntentPrediction
@@ -83,6 +84,7 @@ class CallPolicy:
         self._attempts = 0
         self._holds = 0  # "Moment bitte" answers to the current slot question
         self._trigger_phrase = ""
+        self._no_inputs = 0  # silences after the bot's question in a row (on_no_input)
 
     # ---- public API -------------------------------------------------------------------------------------
     def start(self) -> PolicyStep:
@@ -98,6 +100,7 @@ class CallPolicy:
             return PolicyStep("", "ended", end_call=True)
         if self.state == "start":
             self.state = "concern"
+        self._no_inputs = 0  # the caller spoke: a later silence is a first one again
         text = text.strip()
         self.transcript.append({"speaker": "caller", "text": text, "asr_confidence": round(asr_confidence, 4),
                                 "intent": prediction.label if prediction else None})
@@ -122,6 +125,13 @@ class CallPolicy:
         if self.state == "collect_slot":
             return self._on_slot_answer(text, slots)
         return self._on_slot_confirmation(text, slots)
+
+    def on_no_input(self) -> PolicyStep:
+        """The caller said nothing after the bot's question: ask it again, then a human (``voicebot.call.no_input``)."""
+        if self.state not in WAITING_STATES or not self.domain.asks_on_no_input:
+            return PolicyStep("", "none")  # nothing asked (start, done), or off for this domain
+        self._no_inputs += 1
+        return self._handoff("no_input") if self._no_inputs > 1 else self._say(no_input_text(self), "no_input")
 
     def handoff_context(self, reason: str) -> dict[str, Any]:
         """Everything gathered so far, for the agent who takes the call."""

@@ -3,9 +3,9 @@
 ``CallSession`` builds the call's frame bus (``voicebot.call``) and connects,
 in this order: the end-of-turn stage (where the models are loaded), the speaker
 (barge-in decides before the turn-taker sees a final), the turn-taker, the dialog,
-then the observers (latency, record, wire events). Caller audio goes in through
-``push_audio``; every event leaves as a typed ``CallEvent`` through ``emit``, bot
-audio through ``send_audio``. The transports (native websocket, Twilio,
+the no-input timer, then the observers (latency, record, wire events). Caller
+audio goes in through ``push_audio``; every event leaves as a typed ``CallEvent``
+through ``emit``, bot audio through ``send_audio``. The transports (native websocket, Twilio,
 ``voicebot call``, evaluations) differ only in those two sinks.
 
 Path of one caller audio frame: ``push_audio`` → recognizer stage
@@ -30,6 +30,7 @@ from voicebot.call.dialog import DialogStage
 from voicebot.call.eot import EndOfTurnStage
 from voicebot.call.events import EventObserver, EventSink
 from voicebot.call.latency import LatencyObserver
+from voicebot.call.no_input import NoInputStage
 from voicebot.call.recognizer import RecognizerStage
 from voicebot.call.record import CallRecord, RecordObserver
 from voicebot.call.speaker import SpeakerStage
@@ -110,6 +111,10 @@ class CallSession:
         self.continuations = ContinuationTracker(self.bus, settings.turn.continuation_ms / 1000.0)
         self.dialog = DialogStage(self.policy, clients.intent, self.bus, bot_active=self._bot_active,
                                   speculation=self.speculation, continuations=self.continuations)
+        # A caller silent after the bot's question is asked again, then handed to a person.
+        self.no_input = NoInputStage(
+            self.bus, self.dialog, settings.dialog.no_input_s, hold_s=settings.dialog.no_input_hold_s,
+            caller_pending=lambda: self.recognizer_stage.in_speech or self.turns.in_speech or self.turns.busy)
         self.latency = LatencyObserver(self.bus)
         self._record = RecordObserver(self.bus)
         self.events = EventObserver(self.bus, call_id, emit, self.latency)

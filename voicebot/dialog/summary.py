@@ -38,6 +38,7 @@ REASONS = {
     "notfall": "Sofortige Übergabe wegen eines möglichen Notfalls",
     "seelsorge": "Sofortige Übergabe wegen einer möglichen seelischen Krise",
     "mitarbeiter": "Übergabe auf Wunsch des Anrufers",
+    "no_input": "Übergabe, weil der Anrufer auf zweimalige Nachfrage nicht geantwortet hat",
 }
 
 
