@@ -396,3 +396,25 @@ def test_caller_who_looks_the_number_up_is_waited_for(domain: Domain) -> None:
     for _ in range(2):
         assert turn(policy, domain, "Moment bitte.").action == "hold"
     assert turn(policy, domain, "Moment bitte.").action == "ask_slot"  # the third counts as a try
+
+
+def test_wie_bitte_says_the_question_again(domain: Domain) -> None:
+    """A caller who did not catch the bot's question asks for it again: no failure, no escalation (the classifier
+    put "Noch einmal, bitte." on mitarbeiter), unless the turn also carries a safety keyword."""
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Noch einmal, bitte.", "mitarbeiter", 0.42)
+    assert step.action == "say_again" and step.say == domain.prompt("say_again_concern")
+    asked = turn(policy, domain, "Ich habe eine Frage zu meiner Rechnung.", "rechnung", 0.99, "act")
+    step = turn(policy, domain, "Wie bitte?", asr=0.2)
+    assert step.action == "say_again" and step.say == f"{domain.prompt('say_again')} {asked.say}"
+    step = turn(policy, domain, "Können Sie das bitte noch einmal wiederholen?")
+    assert step.action == "say_again" and policy.failures == 0 and policy.asr_repeats == 0
+    assert turn(policy, domain, "Noch einmal: vier sieben eins eins.").action == "read_back"  # an answer, not a request
+    policy = CallPolicy(domain)
+    policy.start()
+    assert turn(policy, domain, "Wie bitte? Mitarbeiter!", "mitarbeiter", 0.9).action == "escalate"
+    policy = CallPolicy(domain)
+    policy.start()
+    step = turn(policy, domain, "Ich habe meine Rechnung nicht verstanden.", "rechnung", 0.99, "act")
+    assert step.action == "ask_slot"  # a concern about a bill, not a request to repeat

@@ -7,13 +7,15 @@ import re
 from voicebot.dialog.domain import Domain, SlotQuestion, normalize
 from voicebot.nlu.slots import parse_spoken_digits
 
-__all__ = ["is_hold", "is_skip", "text_answer", "yes_no"]
+__all__ = ["is_hold", "is_say_again", "is_skip", "text_answer", "yes_no"]
 
 # "Ich bin in der Hauptstraße 12" -> "in der Hauptstraße 12" for the read-back.
 _LEAD_IN = re.compile(r"^(?:also |ja |äh |ähm )*(?:ich bin|ich stehe|wir sind|wir stehen|ich befinde mich|"
                       r"wir befinden uns|das ist|es ist)\s+", re.IGNORECASE)
 _YES_NO_WINDOW = 3  # a yes/no phrase must start within the first words of the answer
 _NEGATIONS = frozenset({"nicht", "kein", "keine", "keinen"})
+# "Können Sie das bitte noch einmal wiederholen?" is seven words; a longer turn says more than "again".
+_SAY_AGAIN_MAX_WORDS = 7
 
 
 def yes_no(domain: Domain, text: str) -> tuple[str | None, str]:
@@ -57,6 +59,15 @@ def is_hold(domain: Domain, text: str) -> bool:
     """Whether the caller asks the bot to wait while they look something up ("Moment, ich schaue nach")."""
     norm = f" {normalize(text)} "
     return any(f" {p} " in norm for p in domain.hold_phrases)
+
+
+def is_say_again(domain: Domain, text: str, slots: dict[str, str]) -> bool:
+    """Whether the caller asks the bot to say its question again ("Wie bitte?", "Noch einmal, bitte."): a short
+    turn with such a phrase and no value in it ("Noch einmal: vier sieben eins" is an answer)."""
+    norm = normalize(text)
+    if slots or not norm or len(norm.split()) > _SAY_AGAIN_MAX_WORDS:
+        return False
+    return any(f" {p} " in f" {norm} " for p in domain.say_again_phrases)
 
 
 def text_answer(domain: Domain, question: SlotQuestion, text: str, slots: dict[str, str]) -> dict[str, str]:

@@ -26,6 +26,9 @@ REQUIRED_PROMPTS = (
 SLOT_KINDS = ("digits", "plate", "date", "time", "iban", "text")
 # Optional, as a pair: without them a caller who stays silent is not asked again (``CallPolicy.on_no_input``).
 NO_INPUT_PROMPTS = ("no_input", "no_input_concern")
+# Needed with [language].say_again: the bot's reply to "Wie bitte?" before the open question (or, while the
+# concern is open, in its place).
+SAY_AGAIN_PROMPTS = ("say_again", "say_again_concern")
 
 
 _PUNCT = re.compile(r"[^\w\s]+")
@@ -117,6 +120,8 @@ class Domain:
     kb: dict[str, tuple[KbAnswer, ...]] = field(default_factory=dict)
     # The caller asks the bot to wait while they look a value up ("Moment, ich schaue nach"); needs prompt "hold".
     hold_phrases: tuple[str, ...] = ()
+    # The caller asks the bot to say its question again ("Wie bitte?"); needs the SAY_AGAIN_PROMPTS.
+    say_again_phrases: tuple[str, ...] = ()
 
     @property
     def safety_labels(self) -> tuple[str, ...]:
@@ -288,6 +293,10 @@ def load_domain(path: Path | str) -> Domain:
     hold_phrases = _phrases(language.get("hold", []), f"{where} [language].hold")
     if hold_phrases and "hold" not in prompts:
         raise DomainError(f"{where} [prompts]: missing hold (the reply to [language].hold)")
+    say_again_phrases = _phrases(language.get("say_again", []), f"{where} [language].say_again")
+    if say_again_phrases and not all(p in prompts for p in SAY_AGAIN_PROMPTS):
+        raise DomainError(f"{where} [prompts]: missing {' or '.join(SAY_AGAIN_PROMPTS)} (the reply to "
+                          "[language].say_again)")
     return Domain(
         name=str(meta.get("name", directory.name)),
         path=directory,
@@ -303,6 +312,7 @@ def load_domain(path: Path | str) -> Domain:
         skip_phrases=_phrases(language.get("skip", []), f"{where} [language].skip"),
         kb=_load_kb(directory / "kb.toml", intents),
         hold_phrases=hold_phrases,
+        say_again_phrases=say_again_phrases,
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from voicebot.dialog.answers import is_hold, is_skip, text_answer, yes_no
+from voicebot.dialog.answers import is_hold, is_say_again, is_skip, text_answer, yes_no
 from voicebot.dialog.domain import (
     Domain,
     SlotQuestion,
@@ -31,8 +31,8 @@ from voicebot.dialog.domain import (
     normalize,
     safety_keyword,
 )
-from voicebot.dialog.escalation import fuzzy_safety_keyword, safety_escalation
-from voicebot.dialog.reprompt import WAITING_STATES, no_input_text
+from voicebot.dialog.escalation import any_safety_keyword, fuzzy_safety_keyword, safety_escalation
+from voicebot.dialog.reprompt import WAITING_STATES, no_input_text, say_again_text
 from voicebot.dialog.summary import agent_summary, spoken_value
 from voicebot.frames import Handoff, Intent, Route
 from voicebot.nlu.intent import IntentPrediction
@@ -106,6 +106,9 @@ class CallPolicy:
                                 "intent": prediction.label if prediction else None})
         if prediction is not None:
             self.last_prediction = prediction
+        # "Wie bitte?": the question again, not a turn to understand (a safety keyword in it still escalates).
+        if is_say_again(self.domain, text, slots) and any_safety_keyword(self.domain, text) is None:
+            return self._say(say_again_text(self), "say_again", self._frame(prediction))
         label, trigger, phrase = safety_escalation(
             self.domain, text, prediction, midcall=self.state not in ("concern", "confirm_intent")
         )
@@ -183,7 +186,7 @@ class CallPolicy:
         return self._fail("no_understanding", prediction)
 
     def _on_confirm_intent(self, text: str, prediction: IntentPrediction | None, slots: dict[str, str]) -> PolicyStep:
-        answer, rest = self._yes_no(text)
+        answer, rest = yes_no(self.domain, text)
         pending, pending_prediction = self._pending_label, self._pending_prediction
         if pending is None:  # cannot happen through the public API; recover rather than crash a call
             self.state = "concern"
@@ -220,7 +223,7 @@ class CallPolicy:
         if found:
             self.slots.update(found)
             return self._read_back(list(found))
-        if self._is_skip(text):  # "weiß ich nicht": the agent will ask
+        if is_skip(self.domain, text):  # "weiß ich nicht": the agent will ask
             return self._skip_question()
         if self._holds < MAX_HOLDS and is_hold(self.domain, text):  # "Moment, ich schaue nach": not a failed try
             self._holds += 1
@@ -231,7 +234,7 @@ class CallPolicy:
         return self._say(self.domain.prompt("slot_retry", question=question.ask), "ask_slot", self._intent_frame())
 
     def _on_slot_confirmation(self, text: str, slots: dict[str, str]) -> PolicyStep:
-        answer, _rest = self._yes_no(text)
+        answer, _rest = yes_no(self.domain, text)
         self._merge_extra(slots)
         question = self._questions[self._question_index] if self._question_index < len(self._questions) else None
         corrections = self._answer_values(question, text, slots, fallback=answer != "yes") if question else {}
@@ -387,17 +390,8 @@ class CallPolicy:
         return text_answer(self.domain, question, text, slots)
 
     def _read_back_checks(self, text: str, slots: dict[str, str]) -> bool:
-        """Whether an unsure turn is a slot answer whose read-back will check it: it gives a value for the asked
-        question and slots are read back, so the caller confirms or corrects what was heard ("Ich habe notiert:
-        Kundennummer 2 8 1 4 6. Ist das richtig?") instead of first being asked to repeat it. Digit strings heard
-        right often carry a low confidence on the phone line; a wrong one costs the same one turn either way."""
+        """An unsure slot answer that gives the asked value: its read-back checks it (the caller confirms or
+        corrects), so it is not first asked again. Digits heard right often come unsure on the phone line."""
         if self.state != "collect_slot" or not self.domain.policy.confirm_slots:
             return False
         return bool(self._answer_values(self._questions[self._question_index], text, slots))
-
-    def _yes_no(self, text: str) -> tuple[str | None, str]:
-        """``("yes" | "no" | None, the words after the matched phrase)``: see ``voicebot.dialog.answers.yes_no``."""
-        return yes_no(self.domain, text)
-
-    def _is_skip(self, text: str) -> bool:
-        return is_skip(self.domain, text)

@@ -1,4 +1,5 @@
-"""What the bot says to a caller who stayed silent after its question (``CallPolicy.on_no_input``).
+"""What the bot says to a caller who stayed silent after its question (``CallPolicy.on_no_input``), or who asked
+for it again ("Wie bitte?").
 
 The question is asked again in the words the policy asks it, without what came before
 it the first time ("Entschuldigung, das habe ich nicht verstanden." or "Kein Problem, das
@@ -36,3 +37,12 @@ def no_input_text(policy: CallPolicy) -> str:
     if not question:
         return policy.domain.prompt("no_input_concern")
     return f"{policy.domain.prompt('no_input')} {question}"
+
+
+def say_again_text(policy: CallPolicy) -> str:
+    """The reply to "Wie bitte?": ``say_again`` and the open question, or ``say_again_concern`` while the concern
+    is open."""
+    question = open_question(policy)
+    if not question:
+        return policy.domain.prompt("say_again_concern")
+    return f"{policy.domain.prompt('say_again')} {question}"
