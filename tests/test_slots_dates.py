@@ -136,3 +136,23 @@ def test_times(text: str, clock: str) -> None:
 )
 def test_no_time_invented(text: str) -> None:
     assert parse_time(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # whisper writes "am Zwanzigsten um halb drei" in digits: the day of the month alone, nearest to today
+        ("Am 20. um halb drei.", {"date": "2026-03-20", "time": "14:30"}),
+        ("Am 13. um 10 Uhr", {"date": "2026-03-13", "time": "10:00"}),
+        ("zum 15. bitte", {"date": "2026-03-15"}),
+        ("Am 20.", {"date": "2026-03-20"}),
+        # not a day alone: a counted noun, a full date, a decimal, no such day
+        ("am 3. Tag", {}),
+        ("Am 20. Dezember", {"date": "2025-12-20"}),
+        ("am 14.02.", {"date": "2026-02-14"}),
+        ("am 40.", {}),
+        ("Das ist die 20. Rechnung", {}),
+    ],
+)
+def test_day_alone_written_in_digits(text: str, expected: dict[str, str]) -> None:
+    assert extract_slots(text, today=TODAY) == expected

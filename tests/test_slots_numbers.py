@@ -156,3 +156,81 @@ def test_no_postcode_invented(text: str) -> None:
 def test_whisper_thousands_dots_in_spoken_digit_runs(text: str, expected: dict[str, str]) -> None:
     """Whisper renders digits said one by one as '4.7118'; the dots are not part of the number."""
     assert extract_slots(text, today=TODAY) == expected
+
+
+# Shapes seen on the phone line in scripts/bench_spoken_numbers.py (whisper-base, Pico voices, line hiss).
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # digits dictated one by one or in pairs, written as a comma list
+        ("Versicherungsnummer 0, 11, 86, 25.", {"policy_number": "0118625"}),
+        ("Rechnungsnummer, 597, 971, 1.", {"invoice_number": "5979711"}),
+        ("Rechnungsnummer, 1,63,72", {"invoice_number": "16372"}),
+        ("Kundennummer, 06, 08, 3, 4, 0", {"customer_number": "0608340"}),
+        ("Das ist die 63, 88, 86.", {"number": "638886"}),
+        ("2,0,2,4,1, 1", {"number": "202411"}),
+        ("0,7,4,952,8", {"number": "0749528"}),
+        # two groups after a keyword, nothing after them
+        ("Kundennummer, 067, 723.", {"customer_number": "067723"}),
+        # a date's shape with no such date: the pairs said
+        ("Meine Kundennummer ist 85.28.08.", {"customer_number": "852808"}),
+        ("Das ist die 12.23.30", {"number": "122330"}),
+        # the keyword as whisper splits or anglicises it
+        ("Mit Gliedsnummer, 2.7.2.24.293.", {"member_number": "27224293"}),
+        ("Mit Glieds Nummer 436-53", {"member_number": "43653"}),
+        ("Versicherungs number 7 6 1 1 1 5", {"policy_number": "761115"}),
+    ],
+)
+def test_whisper_digit_lists_on_the_phone_line(text: str, expected: dict[str, str]) -> None:
+    assert extract_slots(text, today=TODAY) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("49,90 €", {"amount": "49.90 EUR"}),
+        ("Das kostet 3,50, 4,20 und 5,10 Euro", {"amount": "5.10 EUR"}),  # a list of decimals is no number
+        ("1, 2, 3 Euro", {"amount": "2.30 EUR"}),  # an amount follows: the chain is left as it was
+        ("Bestellnummer 123, 45 Euro", {"order_number": "123", "amount": "45.00 EUR"}),
+        ("Kundennummer 12345, 2 Stück", {"customer_number": "12345"}),
+        ("Kundennummer 067, 723 bitte", {"customer_number": "067"}),  # words after: not the dictated tail
+        ("Ich habe 3, 4, 5 Rechnungen", {}),
+        ("am 14.02.", {"date": "2027-02-14"}),
+        ("Das war am 31.12.26", {"date": "2026-12-31"}),
+        ("1.250 Euro", {"amount": "1250.00 EUR"}),
+        ("Ich bin mit Glied seit 2010", {}),
+    ],
+)
+def test_digit_lists_leave_amounts_and_dates_alone(text: str, expected: dict[str, str]) -> None:
+    assert extract_slots(text, today=dt.date(2026, 12, 1)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # pairs after a keyword written in a date's shape: a reference number is never a date
+        ("Meine Kundennummer ist 10.02.51.", {"customer_number": "100251"}),
+        ("Rechnungsnummer, 27.01.41.", {"invoice_number": "270141"}),
+        # a date said after the number, or an amount after the keyword, stays what it is
+        ("Kundennummer 4711, am 14.02. um 10 Uhr", {"customer_number": "4711", "date": "2027-02-14", "time": "10:00"}),
+        ("Kundennummer 4711 am 3.3.2027", {"customer_number": "4711", "date": "2027-03-03"}),
+        ("Kundennummer 12,50 Euro", {"amount": "12.50 EUR"}),
+    ],
+)
+def test_keyword_led_digit_groups_glued_by_dots(text: str, expected: dict[str, str]) -> None:
+    assert extract_slots(text, today=dt.date(2026, 12, 1)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a keyword, then the dictated groups as a comma list to the end of the turn, a group sometimes a decimal
+        ("Kundennummer, 0.37, 6.46, 25.", {"customer_number": "03764625"}),
+        ("Rechnungsnummer, 1,57, 994, 7.", {"invoice_number": "1579947"}),
+        ("Meine Kundenummer ist 4391.4.", {"customer_number": "43914"}),
+        # words or an amount after the list: the number ends at its first group
+        ("Kundennummer 4711, 12,50 Euro", {"customer_number": "4711", "amount": "12.50 EUR"}),
+    ],
+)
+def test_keyword_led_comma_lists_to_the_end_of_the_turn(text: str, expected: dict[str, str]) -> None:
+    assert extract_slots(text, today=dt.date(2026, 12, 1)) == expected

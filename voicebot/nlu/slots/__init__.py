@@ -60,11 +60,30 @@ def _digit_chain(match: re.Match[str]) -> str:
         kept = len(groups[1]) <= 2  # "14.02", "4.50"; a group of three or more digits is never a date or cents
     else:
         kept = len(groups) == 3 and len(groups[0]) <= 2 and len(groups[1]) <= 2 and len(groups[2]) in (2, 4)
+        # "85.28.08" ("fünfundachtzig achtundzwanzig null acht") has the shape of a date but no day 85 or month 28:
+        # only a chain that could be a date (day 1-31, month 1-12) stays one.
+        kept = kept and 1 <= int(groups[0]) <= 31 and 1 <= int(groups[1]) <= 12
     return match.group(0) if kept else "".join(groups)
 
 
+# Whisper writes digits said one by one or in pairs as a comma list ("0, 11, 86, 25", "2,0,2,4,1, 1", "1,63,72",
+# "Rechnungsnummer, 597, 971, 1."). A written decimal ("49,90") has one comma: a chain of three or more groups is
+# the digits the caller said, unless it is a list of decimals ("3,50, 4,20": a 2-digit group glued to its comma,
+# then a spaced comma) or an amount follows.
+_COMMA_CHAIN = re.compile(r"(?<![\d,.])\d{1,4}(?:, ?\d{1,4}){2,}(?!\d|[.,]\d)")
+_DECIMAL_LIST = re.compile(r"\d,\d\d, ")
+_AMOUNT_AFTER = re.compile(r"\s*(?:€|euro\b|eur\b|cent\b|prozent\b|%)", re.IGNORECASE)
+
+
+def _comma_chain(match: re.Match[str]) -> str:
+    chain = match.group(0)
+    if _DECIMAL_LIST.search(chain + " ") or _AMOUNT_AFTER.match(match.string, match.end()):
+        return chain
+    return re.sub(r", ?", "", chain)
+
+
 def _join_digit_groups(text: str) -> str:
-    return _DOTTED_CHAIN.sub(_digit_chain, text)
+    return _COMMA_CHAIN.sub(_comma_chain, _DOTTED_CHAIN.sub(_digit_chain, text))
 
 
 def extract_slots(text: str, today: dt.date | None = None) -> dict[str, str]:

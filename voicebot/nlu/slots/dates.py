@@ -232,16 +232,29 @@ def _absolute(tokens: Sequence[Token], i: int, today: dt.date) -> tuple[dt.date,
 
 def _day_only(tokens: Sequence[Token], i: int, today: dt.date) -> dt.date | None:
     """A day of the month said alone ("am Dritten") at ``i``: the date with that day nearest to today."""
-    if tokens[i].text not in ORDINALS or not tokens[i].raw[:1].isupper() or i == 0 \
-            or tokens[i - 1].text not in _DAY_BEFORE:
+    if i == 0 or tokens[i - 1].text not in _DAY_BEFORE:
         return None
-    nxt = tokens[i + 1].text if i + 1 < len(tokens) else ""
+    after = i + 1
+    if tokens[i].text in ORDINALS and tokens[i].raw[:1].isupper():
+        day = ORDINALS[tokens[i].text]
+    elif _written_ordinal(tokens, i):
+        # whisper writes "am Zwanzigsten um halb drei" as "Am 20. um halb drei.": the same day alone, in digits
+        day, after = int(tokens[i].text), i + 2
+    else:
+        return None
+    nxt = tokens[after].text if after < len(tokens) else ""
     if nxt and (nxt[0].isalpha() and nxt not in _DAY_AFTER):
         return None
-    day = ORDINALS[tokens[i].text]
     months = [(today.year + (today.month - 1 + step) // 12, (today.month - 1 + step) % 12 + 1) for step in (-1, 0, 1)]
     candidates = [d for y, m in months if (d := _safe_date(y, m, day)) is not None]
     return min(candidates, key=lambda d: (abs((d - today).days), d < today)) if candidates else None
+
+
+def _written_ordinal(tokens: Sequence[Token], i: int) -> bool:
+    """ "20." at ``i``: one or two digits of a day 1-31 and a dot (not "20.5", a decimal or a date)."""
+    tok = tokens[i]
+    return (tok.is_digits and len(tok.text) <= 2 and 1 <= int(tok.text) <= 31 and i + 1 < len(tokens)
+            and tokens[i + 1].text == "." and (i + 2 >= len(tokens) or not tokens[i + 2].is_digits))
 
 
 def _safe_date(year: int, month: int, day: int) -> dt.date | None:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from .plates import read_spelled_letter
 from .tokens import NumberRun, SlotMatch, Token, free, index_at, joined, read_number_run, skip, tokenize
 
-# The noun part: "nummer", "nr", "-nr.", split by ASR or not.
-_NR = r"(?: ?- ?| )?(?:nummer|nr)n?\b"
+# The noun part: "nummer", "nr", "-nr.", split by ASR or not; whisper writes "Versicherungs number" too.
+_NR = r"(?: ?- ?| )?(?:nummer|nr|number)n?\b"
 
 #: (slot, keyword regex over the space-joined lower-case tokens).
 REFERENCE_KEYWORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -35,7 +35,8 @@ REFERENCE_KEYWORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("invoice_number", re.compile(r"\brechnungs?" + _NR)),
-    ("member_number", re.compile(r"\bmitglieds?" + _NR + r"|\bmitglieder" + _NR + r"|\bversicherten" + _NR)),
+    # whisper splits the word: "Mit Gliedsnummer", "Mit Glieds Nummer"
+    ("member_number", re.compile(r"\bmit ?glieds?" + _NR + r"|\bmitglieder" + _NR + r"|\bversicherten" + _NR)),
 )
 
 _POSTCODE_KEYWORD = re.compile(r"\bpostleitzahl\b|\bpost leitzahl\b|\bplz\b")
@@ -83,6 +84,9 @@ _LEAD_IN = frozenset(
     }
 )
 
+# After a number, these make it an amount.
+_AMOUNT_WORDS = frozenset({"€", "euro", "eur", "cent", "prozent", "%"})
+
 # Digits a reference must have at least; "Kundennummer zwei" is no reference.
 _MIN_REFERENCE_DIGITS = 3
 
@@ -106,6 +110,39 @@ def _corrected(tokens: Sequence[Token], run: NumberRun, taken: set[int]) -> Numb
     if again is None or len(again.digits) < _MIN_REFERENCE_DIGITS:
         return run
     return NumberRun(again.digits, run.start, again.end, again.parts)
+
+
+def _glued_continued(tokens: Sequence[Token], run: NumberRun, taken: set[int]) -> NumberRun:
+    """``run`` and the digit groups glued to it by dots or commas: "Kundennummer ist 10.12.51." -> "101251".
+
+    Whisper writes pairs said after a keyword in a date's shape ("zehn null zwei einundfünfzig" -> "10.02.51");
+    a reference number is never a date, so after the keyword the dots are the caller's pauses."""
+    end, digits, parts = run.end, run.digits, run.parts
+    while (end + 1 < len(tokens) and tokens[end].text in (".", ",") and tokens[end + 1].is_digits
+           and end not in taken and end + 1 not in taken and tokens[end - 1].is_digits
+           and tokens[end].start == tokens[end - 1].end and tokens[end + 1].start == tokens[end].end):
+        digits, parts, end = digits + tokens[end + 1].text, parts + 1, end + 2
+    if end < len(tokens) and tokens[end].text in _AMOUNT_WORDS:  # "Kundennummer 12,50 Euro": an amount
+        return run
+    return NumberRun(digits, run.start, end, parts)
+
+
+def _comma_continued(tokens: Sequence[Token], run: NumberRun, taken: set[int]) -> NumberRun:
+    """``run`` and the written groups after its commas, when the turn ends there: "Kundennummer, 067, 723." ->
+    "067723", "Kundennummer, 0.37, 6.46, 25." -> "03764625" (whisper writes digits dictated in groups as a comma
+    list, a group sometimes as a decimal). Groups of at most 4 digits and nothing but punctuation after the last,
+    so "Bestellnummer 123, 45 Euro" or "12345, 2 Stück" stay as they are."""
+    i = run.end
+    if not (tokens[i - 1].is_digits and len(tokens[i - 1].text) <= 4):
+        return run
+    digits, parts = run.digits, run.parts
+    while (i + 1 < len(tokens) and tokens[i].text == "," and i not in taken and i + 1 not in taken
+           and tokens[i + 1].is_digits and len(tokens[i + 1].text) <= 4):
+        group = _glued_continued(tokens, NumberRun(tokens[i + 1].text, i + 1, i + 2, 1), taken)
+        digits, parts, i = digits + group.digits, parts + group.parts, group.end
+    if i == run.end or any(t.text.isalnum() for t in tokens[i:]):
+        return run
+    return NumberRun(digits, run.start, i, parts)
 
 
 def find_reference_numbers(tokens: Sequence[Token], taken: set[int]) -> list[SlotMatch]:
@@ -133,6 +170,7 @@ def find_reference_numbers(tokens: Sequence[Token], taken: set[int]) -> list[Slo
             if run is None:
                 continue
             run = _corrected(tokens, run, taken)
+            run = _comma_continued(tokens, _glued_continued(tokens, run, taken), taken)
             if len(run.digits) < _MIN_REFERENCE_DIGITS or not free(taken, kw_start, run.end):
                 continue
             found.append((m.start(), SlotMatch(slot, prefix + run.digits, kw_start, run.end)))
