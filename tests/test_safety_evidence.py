@@ -41,6 +41,15 @@ def test_stems_cut_endings_and_pair_neighbours() -> None:
     assert stems("bewusstlos") == stems("Bewusstlose") == ["bewus"]
 
 
+def test_courtesy_words_are_no_evidence_alone(lexicon: SafetyLexicon) -> None:
+    """"bitte" alone scored 0.35 for mitarbeiter and backed a runner-up for "Ja, bitte."; in a pair it counts."""
+    assert stems("Ja, bitte.") == []
+    assert stems("Mitarbeiter, bitte.") == ["mitar", "mitar+bitte"]
+    columns = {label: i for i, label in enumerate(lexicon.labels)}
+    polite, asked = lexicon.scores(["Ja, bitte.", "Einen Mitarbeiter, bitte."])[:, columns["mitarbeiter"]]
+    assert polite < 0.1 < 0.5 < asked
+
+
 def test_lexicon_finds_safety_words_in_unseen_sentences_and_not_in_nonsense(lexicon: SafetyLexicon,
                                                                            tmp_path: Path) -> None:
     texts = ["Schnell, rufen Sie einen Notarzt, er ist bewusstlos!",

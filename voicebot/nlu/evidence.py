@@ -38,10 +38,17 @@ NO_GATE = -1.0  # an evidence gate no score fails (shares are >= 0)
 _WORD = re.compile(r"[^\W\d_]+|\d+")
 
 
+# Politeness and greeting words are no safety evidence on their own: "bitte" alone scored 0.35 for mitarbeiter
+# (train's "Mitarbeiter, bitte." lines) and backed a mitarbeiter runner-up for a caller's "Ja, bitte.". In a
+# pair they still count ("mitar+bitte").
+COURTESY_STEMS = frozenset({"bitte", "danke", "hallo", "guten", "gerne", "gern"})
+
+
 def stems(text: str, chars: int = STEM_CHARS, pairs: bool = True) -> list[str]:
     """Word stems of ``text`` (lower case, ``chars`` letters), and adjacent pairs of them joined by '+'."""
     words = [w[:chars] for w in _WORD.findall(text.lower()) if len(w) >= 3 or w.isdigit()]
-    return sorted(set(words) | ({f"{a}+{b}" for a, b in zip(words, words[1:], strict=False)} if pairs else set()))
+    singles = {w for w in words if w not in COURTESY_STEMS}
+    return sorted(singles | ({f"{a}+{b}" for a, b in zip(words, words[1:], strict=False)} if pairs else set()))
 
 
 @dataclass(frozen=True)
