@@ -28,6 +28,7 @@ noise, 386) escalated rise by at most 2.
     flock /tmp/voicebot-cpu.lock nice -n 10 .venv/bin/python scripts/bench_second_opinion.py \\
         [--groups safety,noise] [--part 1/2] [--limit 3] [--json out.json]
     .venv/bin/python scripts/bench_second_opinion.py --report a.json b.json   # tables over saved runs
+    .venv/bin/python scripts/bench_second_opinion.py --report a.json b.json --rescore   # ... judged by today's model
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +123,21 @@ def safety_in_truth() -> set[str]:
     return {sc["turns"][0] for sc in lines if sc["first_intent"] in safety} | {"Mitarbeiter, bitte."}
 
 
+def judged(decode: Decode, classifier, domain) -> Decode:  # type: ignore[no-untyped-def]
+    """``decode`` with its escalation judged again by today's classifier and domain (the transcript as saved)."""
+    if not decode.heard:
+        return decode
+    label, trigger, _phrase = safety_escalation(domain, decode.heard, classifier.predict(decode.heard))
+    hit = any_safety_keyword(domain, decode.heard)
+    return replace(decode, escalated=label, trigger=trigger, keyword=hit[0] if hit else None)
+
+
+def rescored(rows: list[Row]) -> list[Row]:
+    s = load_settings()
+    classifier, domain = load_intent_classifier(s), load_domain(s.dialog.domain)
+    return [replace(r, decodes={k: judged(d, classifier, domain) for k, d in r.decodes.items()}) for r in rows]
+
+
 def load_rows(paths: list[Path]) -> list[Row]:
     rows = []
     for path in paths:
@@ -191,9 +207,12 @@ def main() -> int:
                     "(to keep each CPU-lock hold short)")
     ap.add_argument("--json", type=Path, help="write every decode here")
     ap.add_argument("--report", type=Path, nargs="+", help="print the tables over saved --json runs; decode nothing")
+    ap.add_argument("--rescore", action="store_true", help="with --report: judge the saved transcripts again with "
+                    "today's classifier and domain (a changed model or rule, no decoding)")
     args = ap.parse_args()
     if args.report:
-        report(load_rows(args.report))
+        rows = load_rows(args.report)
+        report(rescored(rows) if args.rescore else rows)
         return 0
     groups = [g for g in args.groups.split(",") if g]
     unknown = set(groups) - set(GROUPS)
