@@ -11,7 +11,9 @@ keyword safety net fires, exactly or up to recognition errors. A safety top-1
 below its operating point is not escalated (nonsense often lands there) but
 re-asked: a false crisis escalation is the second-worst error.
 Then low ASR confidence asks for a repeat instead of guessing, except for a slot answer that the
-read-back will check anyway.
+read-back will check anyway. Around the states: "Wie bitte?" gets the open question again
+(``say_again``), "Moment bitte" while a slot is asked gets a wait (``hold``), and a caller silent
+after the bot's question is asked again, then handed over (``on_no_input``, ``voicebot.dialog.reprompt``).
 
 The policy does no I/O and holds no models: the session classifies the turn
 and extracts slots, and passes them in. Thresholds and wording come from the
