@@ -139,16 +139,21 @@ _DAY_AFTER = frozenset({"um", "gegen", "ab", "bis", "oder", "und", "vormittags",
                         "abends", "mittags", "früh", "passt", "wäre", "geht", "bitte", "also"})
 
 
-def _nearest_year(day: int, month: int, today: dt.date) -> dt.date | None:
-    candidates = []
-    for year in (today.year - 1, today.year, today.year + 1):
-        try:
-            candidates.append(dt.date(year, month, day))
-        except ValueError:
-            continue
-    if not candidates:
+def _nearest(candidates: Sequence[tuple[int, int, int]], today: dt.date) -> dt.date | None:
+    """Of the (year, month, day) that are real dates, the nearest to today (a tie goes to the future one)."""
+    dates = [d for y, m, day in candidates if (d := _safe_date(y, m, day)) is not None]
+    return min(dates, key=lambda d: (abs((d - today).days), d < today)) if dates else None
+
+
+def _safe_date(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
         return None
-    return min(candidates, key=lambda d: (abs((d - today).days), d < today))
+
+
+def _nearest_year(day: int, month: int, today: dt.date) -> dt.date | None:
+    return _nearest([(year, month, day) for year in (today.year - 1, today.year, today.year + 1)], today)
 
 
 def _make(day: int, month: int, year: int | None, today: dt.date) -> dt.date | None:
@@ -246,8 +251,7 @@ def _day_only(tokens: Sequence[Token], i: int, today: dt.date) -> dt.date | None
     if nxt and (nxt[0].isalpha() and nxt not in _DAY_AFTER):
         return None
     months = [(today.year + (today.month - 1 + step) // 12, (today.month - 1 + step) % 12 + 1) for step in (-1, 0, 1)]
-    candidates = [d for y, m in months if (d := _safe_date(y, m, day)) is not None]
-    return min(candidates, key=lambda d: (abs((d - today).days), d < today)) if candidates else None
+    return _nearest([(y, m, day) for y, m in months], today)
 
 
 def _written_ordinal(tokens: Sequence[Token], i: int) -> bool:
@@ -255,13 +259,6 @@ def _written_ordinal(tokens: Sequence[Token], i: int) -> bool:
     tok = tokens[i]
     return (tok.is_digits and len(tok.text) <= 2 and 1 <= int(tok.text) <= 31 and i + 1 < len(tokens)
             and tokens[i + 1].text == "." and (i + 2 >= len(tokens) or not tokens[i + 2].is_digits))
-
-
-def _safe_date(year: int, month: int, day: int) -> dt.date | None:
-    try:
-        return dt.date(year, month, day)
-    except ValueError:
-        return None
 
 
 def _weekday_date(weekday: int, today: dt.date, *, mode: str) -> dt.date:
