@@ -19,7 +19,7 @@ import re
 
 from .contact import find_email, find_phone, parse_email, parse_phone
 from .dates import find_date, parse_date
-from .money import check_iban, find_amount, find_iban, parse_amount, parse_iban
+from .money import AMOUNT_AFTER_WORDS, check_iban, find_amount, find_iban, parse_amount, parse_iban
 from .numbers import (
     find_bare_number,
     find_postcode,
@@ -72,7 +72,8 @@ def _digit_chain(match: re.Match[str]) -> str:
 # then a spaced comma) or an amount follows.
 _COMMA_CHAIN = re.compile(r"(?<![\d,.])\d{1,4}(?:, ?\d{1,4}){2,}(?!\d|[.,]\d)")
 _DECIMAL_LIST = re.compile(r"\d,\d\d, ")
-_AMOUNT_AFTER = re.compile(r"\s*(?:€|euro\b|eur\b|cent\b|prozent\b|%)", re.IGNORECASE)
+_AMOUNT_AFTER = re.compile(r"\s*(?:" + "|".join(re.escape(w) + (r"\b" if w.isalpha() else "")
+                                                  for w in sorted(AMOUNT_AFTER_WORDS)) + ")", re.IGNORECASE)
 
 
 def _comma_chain(match: re.Match[str]) -> str:

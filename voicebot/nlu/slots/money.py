@@ -21,6 +21,9 @@ from .tokens import FILLERS, SlotMatch, Token, free, index_at, joined, read_numb
 
 _CURRENCY = frozenset({"euro", "eur", "€", "euros", "öre"})  # "öre": a frequent ASR slip for "Euro"
 _CENT = frozenset({"cent", "ct", "cents"})
+# Words that, right after a digit chain, make it an amount rather than dictated digits ("12,50 Euro", "3 %"):
+# the chain joiners of ``voicebot.nlu.slots`` and the keyword-led numbers leave such a chain as it is.
+AMOUNT_AFTER_WORDS = frozenset({"€", "euro", "eur", "cent", "prozent", "%"})
 # "ein paar hundert Euro" is no amount.
 _VAGUE = frozenset({"paar", "einige", "einigen", "mehrere", "mehreren", "etliche"})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .money import AMOUNT_AFTER_WORDS
 from .plates import read_spelled_letter
 from .tokens import NumberRun, SlotMatch, Token, free, index_at, joined, read_number_run, skip, tokenize
 
@@ -84,8 +85,6 @@ _LEAD_IN = frozenset(
     }
 )
 
-# After a number, these make it an amount.
-_AMOUNT_WORDS = frozenset({"€", "euro", "eur", "cent", "prozent", "%"})
 
 # Digits a reference must have at least; "Kundennummer zwei" is no reference.
 _MIN_REFERENCE_DIGITS = 3
@@ -122,7 +121,7 @@ def _glued_continued(tokens: Sequence[Token], run: NumberRun, taken: set[int]) -
            and end not in taken and end + 1 not in taken and tokens[end - 1].is_digits
            and tokens[end].start == tokens[end - 1].end and tokens[end + 1].start == tokens[end].end):
         digits, parts, end = digits + tokens[end + 1].text, parts + 1, end + 2
-    if end < len(tokens) and tokens[end].text in _AMOUNT_WORDS:  # "Kundennummer 12,50 Euro": an amount
+    if end < len(tokens) and tokens[end].text in AMOUNT_AFTER_WORDS:  # "Kundennummer 12,50 Euro": an amount
         return run
     return NumberRun(digits, run.start, end, parts)
 
