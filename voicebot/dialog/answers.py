@@ -49,29 +49,29 @@ def _clause_ends(text: str, n_words: int) -> list[int]:
     return (ends + [n_words] * n_words)[:n_words]  # normalize() of the whole may differ slightly: fall back to the end
 
 
-def _says_one_of(phrases: tuple[str, ...], text: str) -> bool:
-    """Whether one of ``phrases`` (normalized) occurs in ``text`` as whole words."""
-    norm = f" {normalize(text)} "
-    return any(f" {p} " in norm for p in phrases)
+def _says_one_of(phrases: tuple[str, ...], norm: str) -> bool:
+    """Whether one of ``phrases`` occurs as whole words in ``norm`` (text already through ``normalize``)."""
+    padded = f" {norm} "
+    return any(f" {p} " in padded for p in phrases)
 
 
 def is_skip(domain: Domain, text: str) -> bool:
     """Whether the caller declines to answer ("weiß ich nicht"): the agent will ask."""
-    return _says_one_of(domain.skip_phrases, text)
+    return _says_one_of(domain.skip_phrases, normalize(text))
 
 
 def is_hold(domain: Domain, text: str) -> bool:
     """Whether the caller asks the bot to wait while they look something up ("Moment, ich schaue nach")."""
-    return _says_one_of(domain.hold_phrases, text)
+    return _says_one_of(domain.hold_phrases, normalize(text))
 
 
 def is_say_again(domain: Domain, text: str, slots: dict[str, str]) -> bool:
     """Whether the caller asks the bot to say its question again ("Wie bitte?", "Noch einmal, bitte."): a short
     turn with such a phrase and no value in it ("Noch einmal: vier sieben eins" is an answer)."""
-    words = normalize(text).split()
-    if slots or not words or len(words) > _SAY_AGAIN_MAX_WORDS:
+    norm = normalize(text)
+    if slots or not norm or len(norm.split()) > _SAY_AGAIN_MAX_WORDS:
         return False
-    return _says_one_of(domain.say_again_phrases, text)
+    return _says_one_of(domain.say_again_phrases, norm)
 
 
 def text_answer(domain: Domain, question: SlotQuestion, text: str, slots: dict[str, str]) -> dict[str, str]:
