@@ -22,7 +22,7 @@ from voicebot.call.no_input import NoInputStage
 from voicebot.config import REPO_ROOT, Settings, SettingsError, load_settings
 from voicebot.dialog.domain import Domain, DomainError, load_domain
 from voicebot.dialog.policy import CallPolicy
-from voicebot.frames import BotSpeechEnded, BotUtterance
+from voicebot.frames import BotSpeechEnded, BotUtterance, SpeechStarted, Transcript, UserTurn, VoiceActivity
 
 NO_INPUT_S = 0.3
 
@@ -245,3 +245,28 @@ def test_after_the_bot_says_it_waits_the_wait_is_the_hold_one() -> None:
         return after_hold, dialog.asked
 
     assert asyncio.run(run()) == (0, 1)
+
+
+def test_a_caller_sound_without_words_restarts_the_wait_instead_of_ending_it() -> None:
+    """A cough, a door or line noise after the question: the VAD hears a voice, the recognizer no words (an empty
+    turn, which the dialog does not answer). The wait starts again from that sound; it does not stop for good."""
+    async def run() -> tuple[int, int, int, int]:
+        bus = FrameBus("cough")
+        dialog = _CountingDialog(bus)
+        stage = NoInputStage(bus, dialog, 0.3)
+        await bus.publish(BotUtterance("Wie lautet Ihre Kundennummer?", "ask_slot"))
+        await bus.publish(BotSpeechEnded(True, 1.0))
+        await asyncio.sleep(0.2)
+        await bus.publish(SpeechStarted(5.0))
+        await bus.publish(VoiceActivity(5.02, 0.9, True, 0.0))
+        await bus.publish(UserTurn(Transcript("", True, 0.0)))  # the recognizer heard no words
+        await asyncio.sleep(0.2)  # 0.4 s after the bot, 0.2 s after the sound
+        pushed_on = dialog.asked
+        await asyncio.sleep(0.3)
+        asked_later = dialog.asked
+        await bus.publish(BotSpeechEnded(True, 1.0))
+        await bus.publish(UserTurn(Transcript("Vier sieben eins eins.", True, 0.9)))  # words: the dialog answers it
+        await asyncio.sleep(0.5)
+        return pushed_on, asked_later, dialog.asked, stage.fired
+
+    assert asyncio.run(run()) == (0, 1, 1, 1)

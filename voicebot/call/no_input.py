@@ -2,9 +2,11 @@
 
 Every IVR handles it: the line went quiet, the caller is confused or has walked off.
 Without it the bot waits forever. When the bot has finished speaking (``BotSpeechEnded``)
-a timer of ``dialog.no_input_s`` starts. Any sign of the caller stops it (``SpeechStarted``,
-voiced ``VoiceActivity``, a ``UserTurn``), and so do new bot speech (``BotSpeechStarted``),
-a human on the call (``AgentTookOver`` until ``AgentReleased``) and the end of the call.
+a wait of ``dialog.no_input_s`` starts. A caller turn (``UserTurn``) ends it, and so do new bot
+speech (``BotSpeechStarted``), a human on the call (``AgentTookOver`` until ``AgentReleased``) and
+the end of the call. A caller's sound (``SpeechStarted``, voiced ``VoiceActivity``, a turn without words)
+only starts the wait again from that sound: a cough, a door or a burst of line noise that the
+recognizer hears no words in must not leave the bot waiting forever.
 After the bot's "Gern, ich warte." (action ``hold``: the caller looks a number up) the wait is
 ``dialog.no_input_hold_s`` instead. When it runs out, the dialog stage applies the policy's no-input
 step on its own task (``DialogStage.no_input``): the question again, and after a second silence in a row the
@@ -57,6 +59,8 @@ class NoInputStage:
         self.caller_pending = caller_pending
         self.fired = 0  # no-input steps queued in this call (observability)
         self._timer: asyncio.TimerHandle | None = None
+        self._wait = 0.0  # the wait in force while armed
+        self._deadline = 0.0  # loop time it runs out: pushed on by each caller sound
         self._human = False
         self._ended = False
         if self.enabled:
@@ -78,6 +82,11 @@ class NoInputStage:
     async def _on_frame(self, frame: object) -> None:
         if isinstance(frame, VoiceActivity) and not frame.voiced:
             return  # the line's silence (or hiss) is what the timer waits through
+        wordless = isinstance(frame, UserTurn) and not frame.transcript.text.strip()  # the dialog answers no such turn
+        if isinstance(frame, (SpeechStarted, VoiceActivity)) or wordless:
+            if self.armed:  # the caller made a sound: the wait counts from it (see the module docstring)
+                self._deadline = asyncio.get_running_loop().time() + self._wait
+            return
         if isinstance(frame, AgentTookOver):
             self._human = True
         elif isinstance(frame, AgentReleased):
@@ -86,8 +95,12 @@ class NoInputStage:
             self._ended = True
         self.disarm()
         if isinstance(frame, BotSpeechEnded) and not self._human and not self._ended:
-            wait = self.hold_s if self._last_action == "hold" else self.timeout_s
-            self._timer = asyncio.get_running_loop().call_later(wait, self._expired)
+            self._arm(self.hold_s if self._last_action == "hold" else self.timeout_s)
+
+    def _arm(self, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._wait, self._deadline = wait, loop.time() + wait
+        self._timer = loop.call_at(self._deadline, self._expired)
 
     def disarm(self) -> None:
         if self._timer is not None:
@@ -95,8 +108,15 @@ class NoInputStage:
             self._timer = None
 
     def _expired(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:  # a caller sound pushed the wait on
+            self._timer = loop.call_at(self._deadline, self._expired)
+            return
         self._timer = None
-        if self._human or self._ended or self.caller_pending():
+        if self._human or self._ended:
+            return
+        if self.caller_pending():  # a turn is on its way; if it comes to nothing, wait for the caller again
+            self._arm(self._wait)
             return
         if self.dialog.no_input():
             self.fired += 1
