@@ -215,6 +215,9 @@ def test_digit_lists_leave_amounts_and_dates_alone(text: str, expected: dict[str
         ("Kundennummer 4711, am 14.02. um 10 Uhr", {"customer_number": "4711", "date": "2027-02-14", "time": "10:00"}),
         ("Kundennummer 4711 am 3.3.2027", {"customer_number": "4711", "date": "2027-03-03"}),
         ("Kundennummer 12,50 Euro", {"amount": "12.50 EUR"}),
+        ("Die Rechnungsnummer weiß ich nicht, es sind 1.250 Euro.", {"amount": "1250.00 EUR"}),
+        ("Rechnungsnummer 1.250 Euro", {"amount": "1250.00 EUR"}),
+        ("Rechnung über 1.250 Euro, Rechnungsnummer 88123.", {"amount": "1250.00 EUR", "invoice_number": "88123"}),
     ],
 )
 def test_keyword_led_digit_groups_glued_by_dots(text: str, expected: dict[str, str]) -> None:

@@ -166,8 +166,8 @@ def find_reference_numbers(tokens: Sequence[Token], taken: set[int]) -> list[Slo
                 if read_number_run(tokens, after, taken) is not None:
                     prefix, i = tokens[i].raw, after
             run = read_number_run(tokens, i, taken)
-            if run is None:
-                continue
+            if run is None or (run.end < len(tokens) and tokens[run.end].text in AMOUNT_AFTER_WORDS):
+                continue  # "Rechnungsnummer ... 1.250 Euro": an amount after the keyword is the amount, not the number
             run = _corrected(tokens, run, taken)
             run = _comma_continued(tokens, _glued_continued(tokens, run, taken), taken)
             if len(run.digits) < _MIN_REFERENCE_DIGITS or not free(taken, kw_start, run.end):
