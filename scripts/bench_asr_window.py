@@ -29,18 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from phone_turns import PhoneTurn, build_turns  # noqa: E402
+from phone_turns import PhoneTurn, build_turns, through_phone  # noqa: E402
 
-from voicebot.audio.channel import telephone_channel  # noqa: E402
-from voicebot.audio.resample import resample  # noqa: E402
 from voicebot.config import load_settings  # noqa: E402
 from voicebot.eval.asr_cases import RATE, load_sources, trimmed  # noqa: E402
 from voicebot.eval.metrics import word_errors  # noqa: E402
-
-
-def phone(pcm: np.ndarray) -> np.ndarray:
-    narrow, rate = telephone_channel(pcm, RATE)
-    return resample(narrow, rate, RATE)
 
 
 def main() -> int:
@@ -73,7 +66,7 @@ def main() -> int:
         turns = [(g, PhoneTurn(t.name, t.text, np.concatenate([line_noise(1.0, seed=i), t.audio,
                                                                line_noise(0.4, seed=i + 1)])))
                  for i, (g, t) in enumerate(turns)]
-    audio = [phone(t.audio) for _, t in turns]
+    audio = [through_phone(t.audio) for _, t in turns]
     asr = Transcriber(settings.asr, settings.models).load()
     asr.transcribe(np.zeros(RATE, np.float32), beam_size=1)  # warm-up
 

@@ -25,18 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from phone_turns import PhoneTurn, build_turns  # noqa: E402
+from phone_turns import PhoneTurn, build_turns, through_phone  # noqa: E402
 
-from voicebot.audio.channel import telephone_channel  # noqa: E402
-from voicebot.audio.resample import resample  # noqa: E402
 from voicebot.config import load_settings  # noqa: E402
 from voicebot.eval.asr_cases import RATE, line_noise, load_sources, trimmed  # noqa: E402
 from voicebot.eval.metrics import word_errors  # noqa: E402
-
-
-def phone(pcm: np.ndarray) -> np.ndarray:
-    narrow, rate = telephone_channel(pcm, RATE)
-    return resample(narrow, rate, RATE)
 
 
 def turns_for(args: argparse.Namespace) -> list[tuple[str, PhoneTurn]]:
@@ -76,7 +69,7 @@ def main() -> int:
     hyps: list[list[str]] = [[] for _ in names]
     walls: list[list[float]] = [[] for _ in names]
     for i, (_, turn) in enumerate(turns):
-        pcm = phone(turn.audio)
+        pcm = through_phone(turn.audio)
         order = range(len(names)) if i % 2 == 0 else reversed(range(len(names)))
         for k in order:
             started = time.perf_counter()

@@ -67,6 +67,15 @@ class PhoneTurn:
         return round((int(loud[-1]) + 1) * VOICED_FRAME_S, 3) if len(loud) else self.seconds
 
 
+def through_phone(pcm: np.ndarray) -> np.ndarray:
+    """16 kHz ``pcm`` as the server hears it from a phone line: 8 kHz µ-law band, back at 16 kHz."""
+    from voicebot.audio.channel import telephone_channel
+    from voicebot.audio.resample import resample
+
+    narrow, rate = telephone_channel(pcm, RATE)
+    return resample(narrow, rate, RATE)
+
+
 def voiced_span(speech: np.ndarray) -> np.ndarray:
     """``speech`` (levelled) from its first to its last voiced frame, with ``EDGE_S`` either side."""
     frame = int(VOICED_FRAME_S * RATE)

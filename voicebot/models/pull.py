@@ -154,17 +154,24 @@ def _pull_whisper_hf(entry: ModelEntry, model_dir: Path) -> PullResult:
     enc_gap, prob_gap = gaps["encoder_max_abs"], gaps["token_prob_max_abs"]
     if enc_gap > whisper_convert.MAX_ENCODER_GAP or prob_gap > whisper_convert.MAX_PROB_GAP:
         raise ProvisioningError(f"{entry.name}: converted model disagrees with CTranslate2: {gaps}")
+    hashes, size = _install_derived(entry, tmp_dir, model_dir, expected, gaps)
+    return PullResult(entry.name, action, len(hashes), size,
+                      f"max gap vs CTranslate2: encoder {enc_gap:.1e}, p(token) {prob_gap:.1e}")
+
+
+def _install_derived(entry: ModelEntry, tmp_dir: Path, model_dir: Path, expected: dict[str, str],
+                     facts: dict) -> tuple[dict[str, str], int]:
+    """Check a recipe's output in ``tmp_dir`` against the registry's sha256s, stamp its provenance (``facts``
+    included) and move it into place. Returns (file -> sha256, bytes)."""
     hashes = {p.name: sha256_of(p) for p in sorted(tmp_dir.iterdir()) if p.is_file()}
     for name, sha in expected.items():
         if hashes.get(name) != sha:
             raise ProvisioningError(f"{entry.name}/{name}: sha256 {hashes.get(name)} is not the registry's {sha}")
-    provenance = {"source": entry.source, "source_sha256": entry.source_sha256, **gaps, "files": hashes}
+    provenance = {"source": entry.source, "source_sha256": entry.source_sha256, **facts, "files": hashes}
     (tmp_dir / "provenance.json").write_text(json.dumps(provenance, indent=2))
     shutil.rmtree(model_dir, ignore_errors=True)
     tmp_dir.replace(model_dir)
-    size = sum((model_dir / name).stat().st_size for name in hashes)
-    return PullResult(entry.name, action, len(hashes), size,
-                      f"max gap vs CTranslate2: encoder {enc_gap:.1e}, p(token) {prob_gap:.1e}")
+    return hashes, sum((model_dir / name).stat().st_size for name in hashes)
 
 
 def _pull_whisper_vocab(entry: ModelEntry, model_dir: Path) -> PullResult:
@@ -189,15 +196,7 @@ def _pull_whisper_vocab(entry: ModelEntry, model_dir: Path) -> PullResult:
     action = "repaired" if model_dir.exists() else "provisioned"
     tmp_dir = model_dir.with_name(model_dir.name + ".partial")
     record = whisper_vocab.prune_whisper(source, tmp_dir, tokens["ids"])
-    hashes = {p.name: sha256_of(p) for p in sorted(tmp_dir.iterdir()) if p.is_file()}
-    for name, sha in expected.items():
-        if hashes.get(name) != sha:
-            raise ProvisioningError(f"{entry.name}/{name}: sha256 {hashes.get(name)} is not the registry's {sha}")
-    provenance = {"source": entry.source, "source_sha256": entry.source_sha256, **record, "files": hashes}
-    (tmp_dir / "provenance.json").write_text(json.dumps(provenance, indent=2))
-    shutil.rmtree(model_dir, ignore_errors=True)
-    tmp_dir.replace(model_dir)
-    size = sum((model_dir / name).stat().st_size for name in hashes)
+    hashes, size = _install_derived(entry, tmp_dir, model_dir, expected, record)
     return PullResult(entry.name, action, len(hashes), size,
                       f"{record['tokens']} of {record['source_tokens']} tokens")
 
