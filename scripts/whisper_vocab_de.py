@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from voicebot.models.registry import sha256_of  # noqa: E402
-from voicebot.models.whisper_vocab import TOKEN_LIST  # noqa: E402
+from voicebot.models.whisper_vocab import FIRST_SPECIAL, TOKEN_LIST  # noqa: E402
 
 SHOUTED_TOP = 10000  # acronyms callers spell (ADAC, WLAN) are short and common; each capital word costs tokens
 SYMBOLS = list(",.;:!?-–—…'\"()[]/&%€$§+*=#@°") + ["...", "--", "€.", "%.", "km/h", "z.B.", "Nr.", "ca."]
@@ -74,10 +74,31 @@ def product_text() -> list[str]:
     return [" " + line.strip() for line in lines if line.strip()]
 
 
-def main() -> int:
-    import wordfreq
+def selection_tokenizer(path: Path):  # type: ignore[no-untyped-def]
+    """The Whisper tokenizer with the merges its ``tokenizer.json`` lost restored, for choosing tokens.
+
+    Whisper's Hugging Face ``tokenizer.json`` lacks its first merge ("Ġ t", building id 256: the
+    converter took the merges file's first line for a header), so it never writes " t..." as the model
+    does: " trinken" comes out as "Ġ", "t", "rinken". The model itself writes " tr", " total", " teuer";
+    a list chosen with the lossy tokenizer would cut every one of them. A token no merge builds gets
+    the merge of its two pieces, at the rank its id gives (merges run in id order from 256)."""
     from tokenizers import Tokenizer
 
+    data = json.loads(path.read_text(encoding="utf-8"))
+    vocab, merges = data["model"]["vocab"], data["model"]["merges"]
+    built = {"".join(m.split(" ") if isinstance(m, str) else m) for m in merges}
+    for token, token_id in sorted(vocab.items(), key=lambda item: item[1]):
+        if len(token) < 2 or token in built or token_id >= FIRST_SPECIAL:
+            continue
+        split = next((k for k in range(1, len(token)) if token[:k] in vocab and token[k:] in vocab), None)
+        if split is not None:
+            merge = f"{token[:split]} {token[split:]}"
+            merges.insert(max(0, token_id - 256), merge if isinstance(merges[0], str) else merge.split(" "))
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def main() -> int:
+    import wordfreq
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--words", type=int, default=50000, help="most frequent German words (wordfreq 'large')")
     ap.add_argument("--english", type=int, default=2000, help="most frequent English words (loanwords)")
@@ -101,7 +122,7 @@ def main() -> int:
     forms += SYMBOLS + [" " + s for s in SYMBOLS]
     forms += product_text()
 
-    tokenizer = Tokenizer.from_file(str(args.tokenizer))
+    tokenizer = selection_tokenizer(args.tokenizer)
     ids: set[int] = set()
     for encoding in tokenizer.encode_batch(forms, add_special_tokens=False):
         ids.update(encoding.ids)

@@ -56,6 +56,7 @@ from voicebot.config import AsrSettings, ModelSettings
 from voicebot.frames import Word
 from voicebot.models.registry import resolve_model_dir
 from voicebot.models.whisper_convert import WhisperTokens, non_speech_token_ids, whisper_tokens
+from voicebot.models.whisper_vocab import cut_from
 
 MAX_TOKENS_PER_S = 12  # generation cap per second of audio: bounds a runaway repetition loop
 ENCODER_BATCH = 128
@@ -132,8 +133,11 @@ class TorchTranscriber:
         return self
 
     def _resolve_dir(self) -> Path:
-        """The converted checkpoint ``<name>-hf`` of a registry name if provisioned, else the name itself."""
+        """The converted checkpoint ``<name>-hf`` of a registry name if provisioned, else the name itself
+        (a German-vocabulary cut copy stands for the full model it was cut from)."""
         name = self.settings.model
+        if "/" not in name:
+            name = cut_from(self.models.dir / name) or name
         if "/" not in name and (self.models.dir / f"{name}-hf" / "model.safetensors").is_file():
             name = f"{name}-hf"
         path = resolve_model_dir(name, self.models)

@@ -73,7 +73,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from voicebot.audio.resample import resample
 
     result = asr.transcribe(resample(speech.pcm, speech.sample_rate, 16000))
-    print(f"asr whisper-base load {t1 - t0:5.2f} s  decode {result.decode_seconds:5.3f} s  -> {result.text!r}")
+    print(f"asr {settings.asr.model} load {t1 - t0:5.2f} s  decode {result.decode_seconds:5.3f} s  -> {result.text!r}")
 
     t0 = time.perf_counter()
     encoder = TextEncoder(settings.nlu, settings.models).load()

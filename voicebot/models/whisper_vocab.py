@@ -139,7 +139,7 @@ def _rewrite_model_bin(src: Path, dst: Path, rows: np.ndarray) -> None:
 def prune_whisper(src: Path, dst: Path, wanted: Iterable[int]) -> dict:
     """Write a pruned copy of the CTranslate2 Whisper directory ``src`` into ``dst``.
 
-    Returns what ``vocab_prune.json`` records (sizes, kept ids)."""
+    Returns what ``vocab_prune.json`` records (multilingual, the token counts)."""
     tokenizer_json = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
     vocabulary = (src / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
     if vocabulary and vocabulary[-1] == "":
@@ -168,6 +168,16 @@ def pruned_multilingual(model_dir: Path) -> bool:
     """Whether ``model_dir`` is a pruned copy of a multilingual Whisper (its marker says so)."""
     marker = model_dir / MARKER
     return marker.is_file() and bool(json.loads(marker.read_text()).get("multilingual"))
+
+
+def cut_from(model_dir: Path) -> str | None:
+    """The registry model a pulled cut copy was made from ("whisper-base" for whisper-base-de), else None.
+    The torch backend runs that full model: its converted checkpoint has every token."""
+    stamp = model_dir / "provenance.json"
+    if not (model_dir / MARKER).is_file() or not stamp.is_file():
+        return None
+    source = json.loads(stamp.read_text()).get("source")
+    return str(source) if source else None
 
 
 class MultilingualModel:
