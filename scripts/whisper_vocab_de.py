@@ -3,7 +3,7 @@
 
 The list is what ``voicebot models pull`` keeps of whisper-base's 51,865-token output vocabulary
 for the German copy ``whisper-base-de`` (see ``voicebot/models/whisper_vocab.py``). It is every
-token the Whisper tokenizer uses to write:
+token the Whisper tokenizer (its lost first merge restored: ``selection_tokenizer``) uses to write:
 
 * the ``--words`` most frequent German words of ``wordfreq`` (its "large" list), each as written
   mid-sentence and sentence-initially, in lower case and capitalized (German nouns), and with
@@ -12,8 +12,8 @@ token the Whisper tokenizer uses to write:
   two-letter capital pair (licence plates: "MV AB 1234");
 * the ``--english`` most frequent English words (loanwords: Router, Update, Account);
 * the numbers 0-9999, punctuation and the currency and unit signs callers' turns carry;
-* the product's own German text: the intent training lines, the domain's prompts and the ASR's
-  initial prompt and hotwords (not the dev or evaluation sets).
+* the product's own German text: the intent training lines and the ASR's initial prompt and hotwords
+  (not the dev or evaluation sets).
 
 wordfreq is needed only to regenerate the list, not to run or set up voicebot:
 
@@ -63,12 +63,10 @@ def spellings(word: str) -> list[str]:
 
 
 def product_text() -> list[str]:
-    """German text the product itself says or expects: training lines, domain prompts, ASR prompt."""
+    """German text the product expects from callers: the intent training lines and the ASR prompt."""
     from voicebot.config import load_settings
 
     lines = [json.loads(line)["text"] for line in (REPO / "eval/intent/train.jsonl").read_text().splitlines() if line]
-    for toml in sorted((REPO / "voicebot").rglob("*.toml")):
-        lines += [seg for seg in toml.read_text(encoding="utf-8").split('"') if any(c.isalpha() for c in seg)]
     asr = load_settings().asr
     lines += [asr.initial_prompt or "", asr.hotwords or ""]
     return [" " + line.strip() for line in lines if line.strip()]
@@ -99,6 +97,7 @@ def selection_tokenizer(path: Path):  # type: ignore[no-untyped-def]
 
 def main() -> int:
     import wordfreq
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--words", type=int, default=50000, help="most frequent German words (wordfreq 'large')")
     ap.add_argument("--english", type=int, default=2000, help="most frequent English words (loanwords)")
