@@ -57,9 +57,9 @@ def _tokenizers(dirs: tuple[Path, Path]):  # type: ignore[no-untyped-def]
 def test_kept_tokens_are_closed_under_their_merges(dirs: tuple[Path, Path]) -> None:
     full, _ = dirs
     tokenizer_json = json.loads((full / "tokenizer.json").read_text(encoding="utf-8"))
-    kept = closed_keep_set(tokenizer_json, json.loads(TOKEN_LIST.read_text())["ids"])
+    kept = set(closed_keep_set(tokenizer_json, json.loads(TOKEN_LIST.read_text())["ids"]))
     vocab = tokenizer_json["model"]["vocab"]
-    kept_tokens = {tok for tok, i in vocab.items() if i in set(kept)}
+    kept_tokens = {tok for tok, i in vocab.items() if i in kept}
     assert sum(len(t) == 1 for t in kept_tokens) == 256  # every byte: any text stays writable
     built: set[str] = set()
     for merge in tokenizer_json["model"]["merges"]:
