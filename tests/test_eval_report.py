@@ -13,6 +13,7 @@ from test_eval_calls import CALLS  # the hand-worked calls: the report must show
 
 from voicebot.eval.calls import aggregate, outcome_dict, outcome_from_events
 from voicebot.eval.report import Figure, KeyNumbers, Report, Section, Table, render_html, write_report
+from voicebot.models.registry import load_registry
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
@@ -88,8 +89,10 @@ def test_report_per_kind(kind: str, make, numbers: list[str], images: int, setti
     for number in numbers:
         assert number in html, number
     assert html.count("<img ") == images
-    assert "whisper-base" in html  # model ids ...
-    assert "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9" in html or kind == "intent"  # ... hashes
+    assert settings.asr.model in html  # model ids ...
+    asr_bin = next(f.sha256 for f in load_registry(settings.models).get(settings.asr.model).files
+                   if f.path == "model.bin")
+    assert asr_bin in html or kind == "intent"  # ... and the hashes of their files
 
 
 def test_reliability_bins_from_the_coverage_curve() -> None:
