@@ -11,6 +11,10 @@ points (miss cost 30), ``sonstiges`` gate, OOF lexicon evidence gate; a sixth fi
 held-out sets (reported only). Cells: safety recall / false-escalation rate (count). Caches and fine-tune logits
 (per K, epochs, part) live in ``--work``, so a variant can be trained over several short CPU-lock holds.
 
+``ftK+frozen`` (``--ensemble``): the mean of the two models' calibrated log-probabilities, re-calibrated (one
+temperature on the OOF mean), then the same chain: the frozen head's spread on a stranger's crisis line with
+the fine-tuned model's sharper ordinary intents.
+
 Decision rule (declared before the first full run): a fine-tuned variant wins when dev recall stays 1.000,
 dev_asr recall is not below frozen's, false escalations are lower on dev AND dev_asr, and ood, ood_asr (and
 speech, when its transcripts exist) get no more escalations than frozen. dev_asr_variant is reported only.
@@ -55,7 +59,7 @@ from voicebot.nlu.train import _embed, _fine_tune, _fit_head, _fit_ngram, _top_f
 from voicebot.nlu.training_data import Example, read_examples  # noqa: E402
 
 PARTS = ("0", "1", "2", "3", "4", "all")
-REPORTED = ("dev", "dev_asr", "dev_asr_variant", "ood", "ood_asr")
+REPORTED = ("dev", "dev_asr", "dev_asr_variant", "dev_asr_espeak", "ood", "ood_asr", "ood_asr_espeak")
 
 
 @dataclass
@@ -203,7 +207,7 @@ def wins(row: Row, ref: Row) -> bool:
 def table(rows: list[Row]) -> str:
     sets = list(rows[0].sets)
     head = ("| variant | fine-tune s (per fit) | points n / s / m, sonstiges gate, evidence gate | train OOF | "
-            + " | ".join(sets) + " | macro-F1 dev / dev_asr / dev_asr_variant |")
+            + " | ".join(sets) + f" | macro-F1 {' / '.join(rows[0].macro_f1)} |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         secs = f"{np.mean(r.fine_tune_s):.0f} ({min(r.fine_tune_s):.0f}-{max(r.fine_tune_s):.0f})" if r.fine_tune_s \
@@ -225,6 +229,9 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/s10/ft"), help="embedding cache, logits, JSON")
     ap.add_argument("--frozen-embeddings", choices=("cache", "train"), default="cache",
                     help="frozen row: e5 vectors as compare_safety_* cache them, or as `voicebot train intent` embeds")
+    ap.add_argument("--staged", nargs="*", choices=("4", "5"), default=[],
+                    help="also train on the staged rounds' lines (4: staged_train*, 5: staged5_train*)")
+    ap.add_argument("--ensemble", action="store_true", help="also each ftK averaged with the frozen model")
     ap.add_argument("--from-json", type=Path, help="print the table of an earlier run's JSON and stop")
     args = ap.parse_args()
     if args.from_json:
@@ -236,7 +243,7 @@ def main() -> int:
     settings = load_settings()
     domain = load_domain(settings.dialog.domain)
     data = REPO / "eval" / "intent"
-    train = training_examples(data, False)
+    train = training_examples(data, "4" in args.staged, "5" in args.staged)
     held = held_sets(data)
     compare_intent_models.CACHE = args.work / "intent_embeddings.npz"  # a scratch cache, not eval/reports
     vectors, x, gold, labels, folds = embed_train(train, held, settings)
@@ -284,6 +291,13 @@ def main() -> int:
         timings = json.loads((args.work / f"ft{k}_e{args.epochs}_timings.json").read_text())
         row.fine_tune_s = [float(timings[p]) for p in PARTS if p in timings]
         rows.append(row)
+        if args.ensemble:
+            both = 0.5 * (np.log(m.probs + 1e-12) + np.log(softmax(logits, temperature) + 1e-12))
+            t_both = calibrate(both, list(gold), labels).temperature
+            held_both = {n: softmax(0.5 * (np.log(frozen_probs[n] + 1e-12) + np.log(probs[n] + 1e-12)), t_both)
+                         for n in texts}
+            rows.append(evaluate(f"ft{k}+frozen", softmax(both, t_both), m.evidence, held_both, held_ev, gold,
+                                 labels, hits, held, held_hits, settings))
     out = args.work / f"report_e{args.epochs}_{'_'.join(map(str, args.layers))}_{args.frozen_embeddings}.json"
     out.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     print(f"\n{len(train)} train lines, 5-fold OOF, miss cost 30; JSON: {out}\n")

@@ -78,13 +78,15 @@ def head_scores(x: np.ndarray, train: list[Example], y: np.ndarray, folds: np.nd
     return oof, out
 
 
-def training_examples(data: Path, staged: bool) -> list[Example]:
-    """Typed and spoken train lines (a spoken line keeps its typed origin: folds keep a line's versions together)."""
+def training_examples(data: Path, staged: bool, staged5: bool = False) -> list[Example]:
+    """Typed and spoken train lines (a spoken line keeps its typed origin: folds keep a line's versions together).
+
+    ``staged`` adds the fourth round's staged lines, ``staged5`` the fifth round's (eval/intent/DATACARD.md)."""
     files = training_files(data)
-    clean = read_examples(files[0]) + (read_examples(data / "staged_train.jsonl") if staged else [])
+    rounds = [name for name, on in (("staged", staged), ("staged5", staged5)) if on]
+    clean = read_examples(files[0]) + [e for r in rounds for e in read_examples(data / f"{r}_train.jsonl")]
     spoken = [e for p in files[1:] for e in read_examples(p)]
-    if staged:
-        spoken += read_examples(data / "staged_train_asr.jsonl")
+    spoken += [e for r in rounds for e in read_examples(data / f"{r}_train_asr.jsonl")]
     return [Example(e.text, e.label) for e in clean] + [Example(e.text, e.label, e.origin or e.text) for e in spoken]
 
 

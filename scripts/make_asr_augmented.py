@@ -4,7 +4,9 @@
 Callers reach the intent model through ASR, so each typed training line is
 spoken by the German Pico voice, sent through the telephone channel (8 kHz,
 300-3400 Hz, G.711 µ-law), resampled back to 16 kHz, transcribed by
-whisper-base (greedy, German, the production prompt) and cleaned by the
+the configured recognizer (greedy, German, the production prompt; ``asr.model``,
+whisper-base-de by default since the thirteenth round, whisper-base for the files
+made before) and cleaned by the
 production hallucination guards. The transcript, with
 its recognition errors, becomes an extra training example whose ``origin`` is
 the clean line (the trainer keeps a line and its ASR version on the same side
@@ -21,7 +23,16 @@ same models and input give the same file. About 0.5-1 s per line on 2 cores;
         --output eval/intent/train_asr_variant.jsonl
 
 ``--snr`` adds pink-ish line noise (seeded by the line's text, so still
-deterministic) before the channel; the voices are those the call scenarios use.
+deterministic) before the channel; the Pico voices are those the call scenarios use.
+
+``--voice espeak:VARIANT`` speaks with Debian's espeak-ng German voice and one of its
+variants (``espeak:m3``, ``espeak:f2``, ``espeak:klatt2``; ``apt-get install espeak-ng``;
+``--rate`` words per minute). A formant voice, unlike Pico's diphones: other
+callers' timbre and rhythm for the classifier and the recognizer. Dev-time only,
+like Pico here: the product does not speak with it.
+
+    .venv/bin/python scripts/make_asr_augmented.py --voice espeak:m3 --input eval/intent/dev.jsonl \
+        --output eval/intent/dev_asr_espeak.jsonl
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from voicebot.config import load_settings  # noqa: E402
 from voicebot.tts import Synthesizer, make_synthesizer, split_sentences  # noqa: E402
 
 VARIANT_PITCH = 1.12  # as scripts/make_scenario_audio.py: Pico resampled to a higher, faster voice
+ESPEAK_RATE = 155  # words per minute: espeak-ng's default 175 is faster than a caller reading out a concern
 
 
 def add_line_noise(pcm: np.ndarray, text: str, snr_db: float) -> np.ndarray:
@@ -70,6 +82,21 @@ def speak(synth: Synthesizer, text: str) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16), rate
 
 
+def speak_espeak(variant: str, text: str, rate_wpm: int) -> tuple[np.ndarray, int]:
+    """``text`` spoken by espeak-ng's German voice with ``variant`` (m1-m8, f1-f5, klatt...): 16-bit PCM, rate."""
+    import io
+    import subprocess
+    import wave
+
+    voice = "de" if variant in ("", "de") else f"de+{variant}"
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate_wpm), "--stdout", text],
+                         check=True, capture_output=True).stdout
+    with wave.open(io.BytesIO(wav)) as w:
+        # espeak-ng streams to stdout with a placeholder length in the header: read what is there
+        frames = w.readframes(w.getnframes())
+        return np.frombuffer(frames[: len(frames) // 2 * 2], dtype=np.int16).copy(), w.getframerate()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, default=REPO / "eval" / "intent" / "train.jsonl")
@@ -78,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N lines (for a quick look)")
     parser.add_argument("--resume", action="store_true", help="keep lines already in --output and continue")
     parser.add_argument("--config", help="a TOML settings file")
-    parser.add_argument("--voice", choices=("pico-de", "pico-de-variant"), default="pico-de")
+    parser.add_argument("--voice", default="pico-de",
+                        help="pico-de, pico-de-variant, or espeak:VARIANT (espeak-ng's German voice, e.g. espeak:m3)")
+    parser.add_argument("--rate", type=int, default=ESPEAK_RATE, help="espeak-ng's speed in words per minute")
     parser.add_argument("--snr", type=float, help="add line noise at this SNR in dB (default: none)")
     args = parser.parse_args(argv)
 
@@ -88,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     done: set[str] = set()
     if args.resume and args.output.is_file():
         done = {json.loads(line)["origin"] for line in args.output.read_text(encoding="utf-8").splitlines() if line}
-    synth = make_synthesizer(settings.tts, settings.models, "pico-de").load()
+    if args.voice not in ("pico-de", "pico-de-variant") and not args.voice.startswith("espeak:"):
+        parser.error(f"unknown voice {args.voice!r}")
+    synth = None if args.voice.startswith("espeak:") else make_synthesizer(settings.tts, settings.models, "pico-de").load()
     asr = Transcriber(settings.asr, settings.models).load()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     started, changed, empty = time.perf_counter(), 0, 0
@@ -97,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             text, label = row["text"], row.get("intent") or row["label"]
             if text in done:
                 continue
-            pcm, rate = speak(synth, text)
+            if synth is None:
+                pcm, rate = speak_espeak(args.voice.split(":", 1)[1], text, args.rate)
+            else:
+                pcm, rate = speak(synth, text)
             if args.voice == "pico-de-variant":
                 pcm = resample(pcm, rate, round(rate / VARIANT_PITCH))
             if args.snr is not None:

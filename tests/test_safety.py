@@ -123,12 +123,13 @@ def _verdicts(classifier, domain, name: str):  # type: ignore[no-untyped-def]
 # words ("Bestellung, Bestellung, Bestellung, Router, ..." in line noise), which the classifier rightly reads.
 @pytest.mark.parametrize(("name", "least", "max_escalated", "max_confident"),
                          [("ood.jsonl", 60, 0.06, 0), ("ood_asr.jsonl", 50, 0.17, 1),
-                          ("ood_asr_variant.jsonl", 30, 0.27, 2)])
+                          ("ood_asr_variant.jsonl", 30, 0.27, 2), ("ood_asr_espeak.jsonl", 45, 0.10, 1)])
 def test_spoken_nonsense_gets_no_confident_intent_and_rarely_escalates(classifier, domain, name: str, least: int,
                                                                        max_escalated: float,
                                                                        max_confident: int) -> None:
-    """The out-of-domain set typed, spoken by Pico through the phone line, and by the second voice in line
-    noise (where the recognizer blanks 21 of 60 lines: an empty turn never reaches the classifier)."""
+    """The out-of-domain set typed, spoken by Pico through the phone line, by the second voice in line
+    noise (where the recognizer blanks 21 of 60 lines: an empty turn never reaches the classifier) and by
+    espeak-ng's German voice (measured: 3 of 50 escalated, 1 confident)."""
     examples, predictions, verdicts = _verdicts(classifier, domain, name)
     assert len(examples) >= least
     confident = [(e.text, p.label, round(p.confidence, 3)) for e, p in zip(examples, predictions, strict=True)
@@ -138,7 +139,10 @@ def test_spoken_nonsense_gets_no_confident_intent_and_rarely_escalates(classifie
 
 
 @pytest.mark.parametrize(("name", "min_recall", "max_false"),
-                         [("dev.jsonl", 1.0, 0.08), ("dev_asr.jsonl", 0.95, 0.10)])
+                         [("dev.jsonl", 1.0, 0.08), ("dev_asr.jsonl", 0.95, 0.10),
+                          # espeak-ng through the phone band: word error rate 0.74, a stress test (DATACARD);
+                          # measured recall 0.69, false escalations 0.256
+                          ("dev_asr_espeak.jsonl", 0.6, 0.30)])
 def test_dev_safety_recall_and_false_escalations(classifier, domain, name: str, min_recall: float,
                                                  max_false: float) -> None:
     examples, _, verdicts = _verdicts(classifier, domain, name)
