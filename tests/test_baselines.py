@@ -77,19 +77,26 @@ def test_asr_baseline(channel: str, settings, speech_dir: Path) -> None:  # type
 
 @pytest.mark.slow
 def test_calls_baseline(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """A few scenarios end to end: first intents, routes and handoffs as in the baseline (one may differ)."""
-    need_models(settings, "whisper-base", "pico-de", "silero-vad", settings.nlu.intent_model)
+    """A few scenarios end to end: first intents, routes and handoffs as in the baseline (one may differ).
+
+    The caller audio is made afresh (eval/audio/ may hold an older checkout's), and the baseline must have been
+    measured on the very same audio: Pico is deterministic, so other sha256s mean the code that makes the audio
+    changed and the baseline is stale (regenerate it, eval/baselines/README.md).
+    """
+    need_models(settings, settings.asr.model, "pico-de", "silero-vad", settings.nlu.intent_model)
     base = baseline("calls.json")
     calls = {c["id"]: c for c in base["calls"]}
-    manifest = REPO / "eval" / "audio" / "calls.jsonl"
-    if not manifest.is_file():
-        gen = subprocess.run([sys.executable, str(REPO / "scripts" / "make_scenario_audio.py")], capture_output=True,
-                             text=True, timeout=300)
-        assert gen.returncode == 0, gen.stderr
+    gen = subprocess.run([sys.executable, str(REPO / "scripts" / "make_scenario_audio.py"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 0, gen.stderr
+    manifest = tmp_path / "calls.jsonl"
     current = run_eval("calls", "--manifest", str(manifest), "--channel", base["config"]["channel"], "--only",
                        ",".join(CALL_SUBSET))
     got = {c["id"]: c for c in current["calls"]}
     assert set(got) == set(CALL_SUBSET)
+    stale = {i: (calls[i].get("audio_sha256"), got[i]["audio_sha256"]) for i in CALL_SUBSET
+             if calls[i].get("audio_sha256") != got[i]["audio_sha256"]}
+    assert not stale, f"calls.json was measured on other caller audio than the current code makes: {stale}"
     keys = ("first_intent", "route", "handoff")
     differing = [i for i in CALL_SUBSET if any(got[i][k] != calls[i][k] for k in keys)]
     assert len(differing) <= 1, {i: ({k: calls[i][k] for k in keys}, {k: got[i][k] for k in keys}) for i in differing}

@@ -43,6 +43,7 @@ LATENCY_STAGES = ("endpoint_ms", "asr_ms", "intent_ms", "tts_first_audio_ms", "v
 class Turn:
     audio: Path
     text: str = ""
+    sha256: str = ""  # of the audio file, as the manifest's maker recorded it ("" when it did not)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def load_call_manifest(path: Path | str) -> list[Scenario]:
             try:
                 raw = json.loads(line)
                 turns = tuple(
-                    Turn(audio=(base / t["audio"]).resolve(), text=t.get("text", "")) for t in raw["turns"]
+                    Turn(audio=(base / t["audio"]).resolve(), text=t.get("text", ""), sha256=t.get("sha256", ""))
+                    for t in raw["turns"]
                 )
                 scenarios.append(
                     Scenario(
@@ -107,6 +109,9 @@ class CallOutcome:
     latencies: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
     voice: str = ""
+    # The caller turns' audio (the manifest's sha256s): a baseline says which audio it was measured on, since
+    # eval/audio/ is made, not versioned, and stale audio once gave a baseline another call's words.
+    audio_sha256: list[str] = field(default_factory=list)
 
     @property
     def first_intent_ok(self) -> bool:
@@ -134,6 +139,7 @@ def outcome_from_events(scenario: Scenario, events: Iterable[dict[str, Any]]) ->
         expected_route=scenario.route,
         expected_handoff=scenario.handoff,
         voice=scenario.voice,
+        audio_sha256=[t.sha256 for t in scenario.turns],
     )
     turn = 0
     for event in events:
