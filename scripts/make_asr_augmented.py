@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         done = {json.loads(line)["origin"] for line in args.output.read_text(encoding="utf-8").splitlines() if line}
     if args.voice not in ("pico-de", "pico-de-variant") and not args.voice.startswith("espeak:"):
         parser.error(f"unknown voice {args.voice!r}")
-    synth = None if args.voice.startswith("espeak:") else make_synthesizer(settings.tts, settings.models, "pico-de").load()
+    espeak = args.voice.startswith("espeak:")
+    synth = None if espeak else make_synthesizer(settings.tts, settings.models, "pico-de").load()
     asr = Transcriber(settings.asr, settings.models).load()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     started, changed, empty = time.perf_counter(), 0, 0

@@ -66,10 +66,16 @@ def cmd_train_intent(args: argparse.Namespace, settings: Settings) -> int:
                                           for k, v in points.items()))
         return 0
     if args.if_stale:
+        from voicebot.dialog.domain import load_domain
+        from voicebot.dialog.escalation import keyword_net_digest
         from voicebot.nlu.intent import intent_model_dir
         from voicebot.nlu.train import stale_reason
 
-        reasons = {kind: stale_reason(intent_model_dir(kind, settings), args.data_dir) for kind in kinds}
+        try:
+            keyword_net: str | None = keyword_net_digest(load_domain(settings.dialog.domain))
+        except (OSError, ValueError):
+            keyword_net = None  # training says why the domain did not load
+        reasons = {kind: stale_reason(intent_model_dir(kind, settings), args.data_dir, keyword_net) for kind in kinds}
         for kind, reason in reasons.items():
             print(f"{kind}: {reason or 'up to date'}")
         kinds = tuple(kind for kind, reason in reasons.items() if reason)

@@ -84,7 +84,7 @@ class IntentSpec:
 class PolicyConfig:
     act_threshold: float = 0.85
     confirm_threshold: float = 0.4
-    safety_runner_up: float = 0.1
+    safety_runner_up: float = 0.1  # not read: the classifier's operating points replaced it (kept so domains load)
     safety_midcall: float = 0.6
     asr_min_confidence: float = 0.35
     max_failures: int = 2
@@ -352,36 +352,6 @@ def safety_keyword(domain: Domain, text: str) -> tuple[str, str] | None:
             if match:
                 return label, match.group(0)
     return None
-
-
-def safety_escalation(
-    domain: Domain, text: str, prediction: IntentPrediction | None, midcall: bool = False
-) -> tuple[str | None, str, str]:
-    """``(safety label or None, trigger, matched phrase)`` for one caller turn.
-
-    Triggers: ``intent`` (top-1 is a safety intent), ``keyword`` (the safety
-    net), ``runner_up`` (a safety intent ranked lower but at or above
-    ``policy.safety_runner_up``). ``midcall`` turns (slot answers, yes/no)
-    are not about the concern, so there the classifier alone escalates only
-    at ``policy.safety_midcall`` confidence; keywords always do. Where rules
-    disagree, the most severe safety intent (domain order) wins.
-    """
-    safety = domain.safety_labels
-    found: dict[str, tuple[str, str]] = {}
-    if prediction is not None and prediction.label in safety:
-        if not midcall or prediction.confidence >= domain.policy.safety_midcall:
-            found[prediction.label] = ("intent", "")
-    keyword = safety_keyword(domain, text)
-    if keyword is not None:
-        found.setdefault(keyword[0], ("keyword", keyword[1]))
-    if prediction is not None and not midcall:
-        for label, p in prediction.runners_up(len(prediction.ranking)):
-            if label in safety and p >= domain.policy.safety_runner_up:
-                found.setdefault(label, ("runner_up", ""))
-    for label in safety:
-        if label in found:
-            return label, *found[label]
-    return None, "", ""
 
 
 def default_decision(domain: Domain, prediction: IntentPrediction) -> str:

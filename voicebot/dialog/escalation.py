@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from voicebot.dialog.domain import Domain, normalize, safety_keyword
 from voicebot.nlu.intent import IntentPrediction
 from voicebot.nlu.safety import fuzzy_phrase_match
 
-__all__ = ["any_safety_keyword", "fuzzy_safety_keyword", "safety_escalation"]
+__all__ = ["any_safety_keyword", "fuzzy_safety_keyword", "keyword_net_digest", "safety_escalation"]
+
+
+def keyword_net_digest(domain: Domain) -> str:
+    """sha256 of the domain's safety keyword nets (phrases, short-utterance phrases, what counts as short).
+
+    The classifier's operating points are fitted with the lines these nets catch left out (they need no score),
+    so a classifier trained with another net must be retrained: `voicebot train intent --if-stale` compares it.
+    """
+    net = {label: [sorted(domain.intents[label].keywords), sorted(domain.intents[label].short_keywords)]
+           for label in domain.safety_labels}
+    text = json.dumps({"nets": net, "short_words": domain.policy.short_utterance_words}, sort_keys=True,
+                      ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def fuzzy_safety_keyword(domain: Domain, text: str) -> tuple[str, str] | None:

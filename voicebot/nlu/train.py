@@ -299,11 +299,13 @@ def train_e5(examples: Sequence[Example], labels: Sequence[str], directory: Path
 
 
 
-def stale_reason(directory: Path, data_dir: Path | None = None) -> str:
+def stale_reason(directory: Path, data_dir: Path | None = None, keyword_net: str | None = None) -> str:
     """Why the artefact in ``directory`` must be retrained ("" when it is current).
 
-    Missing, trained on other data (``train_sha256``), or from before the
-    safety operating points existed.
+    Missing, trained on other data (``train_sha256``), fitted with another
+    safety keyword net than ``keyword_net`` (``voicebot.dialog.escalation.keyword_net_digest``
+    of the configured domain; None: not checked), or from before the safety
+    operating points existed.
     """
     path = directory / CALIBRATION_FILE
     if not path.is_file():
@@ -311,6 +313,8 @@ def stale_reason(directory: Path, data_dir: Path | None = None) -> str:
     extra = Calibration.load(path).extra
     if extra.get("train_sha256") != files_sha256([p for p in training_files(data_dir) if p.is_file()]):
         return "training data changed"
+    if keyword_net is not None and extra.get("keyword_net_sha256") != keyword_net:
+        return "the domain's safety keyword nets changed (the operating points leave their lines out)"
     if "safety_thresholds" not in extra:
         return "no safety operating points"
     if "safety_evidence_gate" not in extra:
@@ -354,9 +358,10 @@ def train_intent_models(settings: Settings, kinds: Sequence[str] = ("ngram", "e5
 
     hits = None
     if domain is not None:
-        from voicebot.dialog.escalation import any_safety_keyword
+        from voicebot.dialog.escalation import any_safety_keyword, keyword_net_digest
 
         hits = [bool(any_safety_keyword(domain, e.text)) for e in examples]
+        meta["keyword_net_sha256"] = keyword_net_digest(domain)
     reports = []
     for kind in kinds:
         directory = intent_model_dir(kind, settings)
