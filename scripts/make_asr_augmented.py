@@ -97,6 +97,16 @@ def speak_espeak(variant: str, text: str, rate_wpm: int) -> tuple[np.ndarray, in
         return np.frombuffer(frames[: len(frames) // 2 * 2], dtype=np.int16).copy(), w.getframerate()
 
 
+def score(path: Path) -> int:
+    """Print a spoken file's word error rate against the typed lines it was made from (``origin``)."""
+    from voicebot.eval.metrics import wer
+
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rate = wer([r["origin"] for r in rows], [r["text"] for r in rows])
+    print(f"{path.name}: {len(rows)} lines, word error rate {rate:.3f} against their typed lines")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, default=REPO / "eval" / "intent" / "train.jsonl")
@@ -109,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="pico-de, pico-de-variant, or espeak:VARIANT (espeak-ng's German voice, e.g. espeak:m3)")
     parser.add_argument("--rate", type=int, default=ESPEAK_RATE, help="espeak-ng's speed in words per minute")
     parser.add_argument("--snr", type=float, help="add line noise at this SNR in dB (default: none)")
+    parser.add_argument("--score", action="store_true",
+                        help="make nothing: print --output's word error rate against its typed lines")
     args = parser.parse_args(argv)
+    if args.score:
+        return score(args.output)
 
     settings = load_settings(args.config)
     rows = [json.loads(line) for line in args.input.read_text(encoding="utf-8").splitlines() if line.strip()]
