@@ -50,7 +50,7 @@ def need_models(settings, *names: str) -> None:  # type: ignore[no-untyped-def]
 
 def test_tts_baseline(settings) -> None:  # type: ignore[no-untyped-def]
     """Pico's round-trip intelligibility on the first prompts (Pico output is made repeatable: pin_mmap_threshold)."""
-    need_models(settings, "whisper-base", "pico-de")
+    need_models(settings, settings.asr.model, "pico-de")
     base = baseline("tts.json")["voices"]["pico-de"]["items"][:TTS_SUBSET]
     current = run_eval("tts", "--voices", "pico-de", "--limit", str(TTS_SUBSET), timeout=300)
     items = current["voices"]["pico-de"]["items"]
@@ -65,7 +65,7 @@ def test_tts_baseline(settings) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("channel", ["wideband", "telephone"])
 def test_asr_baseline(channel: str, settings, speech_dir: Path) -> None:  # type: ignore[no-untyped-def]
     """Streaming ASR on the first clips of the shared set: the same corpus WER as the baseline's first clips."""
-    need_models(settings, "whisper-base")
+    need_models(settings, settings.asr.model)
     base = baseline(f"asr-{channel}.json")["items"][:ASR_SUBSET]
     current = run_eval("asr", "--manifest", str(REPO / "eval" / "speech-de.jsonl"), "--channel", channel,
                        "--limit", str(ASR_SUBSET), "--no-partials")
