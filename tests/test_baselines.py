@@ -113,7 +113,9 @@ def test_intent_baseline(settings) -> None:  # type: ignore[no-untyped-def]
     base = baseline("intent-dev.json")
     current = run_eval("intent", "--model", "both", timeout=600)
     # Latency is the machine's, not the model's; a per-intent score may move by one item of ~32, the
-    # false-escalation count by a few of ~350 (the escalation keyword net lives in the domain config).
+    # false-escalation count by a few of ~350 (the escalation keyword net lives in the domain config), and so
+    # may the count per trigger (in the fourteenth round a fresh install, same data, seed and code, moved one
+    # dev line from "score" to "intent"; eval/baselines/README.md).
     tolerances = {r"latency|_ms|seconds": float("inf"), r"per_intent\.": 0.04, r"false_escalations$": 3.0,
-                  r".*": 0.01}
+                  r"escalation_triggers\.": 3.0, r".*": 0.01}
     assert regressions(base, current, tolerances) == []

@@ -29,7 +29,10 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
 
 def emit_result(kind: str, result: dict[str, Any], args: argparse.Namespace, settings: Settings,
                 summary: Callable[[dict[str, Any]], str]) -> None:
-    """Print (JSON or summary), and write ``--out`` / ``--report`` if asked."""
+    """Print (JSON or summary), and write ``--out`` / ``--report`` if asked; the JSON names its libraries."""
+    from voicebot.eval.provenance import library_versions
+
+    result = {**result, "libraries": library_versions()}
     text = json.dumps(result, ensure_ascii=False, indent=None if args.json else 2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,25 @@ _CALIBRATION_KEYS = ("model", "encoder", "encoder_sha256", "train_sha256", "data
                      "target_precision", "created", "version", "labels_sha256", "sha256")
 
 
+# The libraries a model's numbers depend on. Their versions are not pinned, so a fresh install can move a
+# trained head in the fourth decimal (eval/baselines/README.md, fourteenth round): every result names them.
+LIBRARIES = ("numpy", "scikit-learn", "torch", "transformers", "tokenizers", "ctranslate2", "faster-whisper",
+             "onnxruntime")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of ``LIBRARIES`` ("" for one that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
 def _registry_files(settings: Settings, name: str) -> list[dict[str, Any]]:
     try:
         registry = load_registry(settings.models)
