@@ -18,6 +18,7 @@ from voicebot.asr.transcriber import Transcriber
 from voicebot.audio.channel import telephone_channel
 from voicebot.audio.resample import resample
 from voicebot.config import Settings
+from voicebot.eval.metrics import word_errors
 from voicebot.models.registry import load_registry, sha256_of
 from voicebot.models.whisper_vocab import (
     FIRST_SPECIAL,
@@ -118,8 +119,15 @@ def test_cut_model_reads_phone_callers_as_the_full_model(settings: Settings, dir
     for name in ("whisper-base", "whisper-base-de"):
         asr = Transcriber(replace(settings.asr, model=name), settings.models).load()
         texts[name] = [asr.transcribe(pcm, beam_size=5).text for pcm, _ in _phone_clips(4)]
-    assert all(texts["whisper-base"]), texts
-    assert texts["whisper-base-de"] == texts["whisper-base"]  # same weights: the same German
+    refs = [text for _, text in _phone_clips(4)]
+    full, cut = texts["whisper-base"], texts["whisper-base-de"]
+    assert all(full), texts
+    # Same weights, so the same German; a word the model makes up may be spelled with other pieces, since
+    # the cut vocabulary lacks non-German ones (one clip's 'Takariyot' came out 'Tacheriört' after a library
+    # update). What must hold: the cut model gets every clip at least as right as the full one.
+    assert sum(c != f for c, f in zip(cut, full, strict=True)) <= 1, texts
+    for ref, c, f in zip(refs, cut, full, strict=True):
+        assert word_errors([ref], [c]).errors <= word_errors([ref], [f]).errors, (ref, c, f)
 
 
 def test_pull_rebuilds_the_pinned_files(settings: Settings, dirs: tuple[Path, Path], tmp_path: Path) -> None:
