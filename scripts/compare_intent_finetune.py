@@ -219,6 +219,17 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def write_report(rows: list[Row], out: Path, train_lines: int) -> None:
+    """The rows as JSON at ``out`` and as a table, each variant judged against the first by the declared rule."""
+    out.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    print(f"\n{train_lines} train lines, 5-fold OOF, miss cost 30; JSON: {out}\n")
+    print(table(rows))
+    for r in rows[1:]:
+        print(f"{r.variant}: {'WINS' if wins(r, rows[0]) else 'does not win'} by the declared rule")
+    for r in rows:
+        print(f"{r.variant} misses: " + "; ".join(f"{n}: {' | '.join(t)}" for n, t in r.missed.items() if t))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", type=int, nargs="*", default=[1, 2], help="fine-tuned top layers, one variant each")
@@ -299,13 +310,7 @@ def main() -> int:
             rows.append(evaluate(f"ft{k}+frozen", softmax(both, t_both), m.evidence, held_both, held_ev, gold,
                                  labels, hits, held, held_hits, settings))
     out = args.work / f"report_e{args.epochs}_{'_'.join(map(str, args.layers))}_{args.frozen_embeddings}.json"
-    out.write_text(json.dumps([asdict(r) for r in rows], indent=1))
-    print(f"\n{len(train)} train lines, 5-fold OOF, miss cost 30; JSON: {out}\n")
-    print(table(rows))
-    for r in rows[1:]:
-        print(f"{r.variant}: {'WINS' if wins(r, rows[0]) else 'does not win'} by the declared rule")
-    for r in rows:
-        print(f"{r.variant} misses: " + "; ".join(f"{n}: {' | '.join(t)}" for n, t in r.missed.items() if t))
+    write_report(rows, out, len(train))
     return 0
 
 

@@ -19,9 +19,7 @@ ood_asr get no more escalations.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from compare_intent_finetune import evaluate, held_sets, load_e5, table, wins  # noqa: E402
+from compare_intent_finetune import evaluate, held_sets, load_e5, write_report  # noqa: E402
 from compare_safety_garbled import refit  # noqa: E402
 from compare_safety_scores import training_examples  # noqa: E402
 
@@ -105,13 +103,7 @@ def main() -> int:
         rows.append(evaluate("layers " + "+".join(map(str, variant)), m.probs, m.evidence, held_probs, held_ev,
                              gold, labels, hits, held, held_hits, settings))
     out = args.work / "report.json"
-    out.write_text(json.dumps([asdict(r) for r in rows], indent=1))
-    print(f"\n{len(train)} train lines, 5-fold OOF, miss cost 30; JSON: {out}\n")
-    print(table(rows))
-    for r in rows[1:]:
-        print(f"{r.variant}: {'WINS' if wins(r, rows[0]) else 'does not win'} by the declared rule")
-    for r in rows:
-        print(f"{r.variant} misses: " + "; ".join(f"{n}: {' | '.join(t)}" for n, t in r.missed.items() if t))
+    write_report(rows, out, len(train))
     return 0
 
 
